@@ -1,0 +1,250 @@
+"""A NumPyro model as an annealed potential ``U(z, t)`` over its flat unconstrained latent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import initialize_model
+
+from numpyro_diffusion.errors import EnergyUnavailableError
+from numpyro_diffusion.interface import Diffusion
+from numpyro_diffusion.primitives import (
+    DiffusionFactor,
+    DiffusionPrior,
+    diffusion_prior,
+    gradient_only,
+    noise_level,
+)
+from numpyro_diffusion.schedules import VPSchedule
+
+__all__ = ["AnnealedPotential", "PotentialFamily", "annealed_potential", "as_numpyro_model"]
+
+
+def _base_distribution(fn: Any) -> Any:
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def init_to_diffusion_noise(site: dict | None = None, fallback: Callable = init_to_uniform):
+    """Initialise diffusion prior sites from ``N(0, I)`` (the top noise level) and every
+    other latent site with ``fallback`` (NumPyro's ``init_to_uniform`` by default)."""
+    if site is None:
+        return partial(init_to_diffusion_noise, fallback=fallback)
+    if (
+        site["type"] == "sample"
+        and not site["is_observed"]
+        and isinstance(_base_distribution(site["fn"]), DiffusionPrior)
+    ):
+        rng_key = site["kwargs"].get("rng_key")
+        sample_shape = site["kwargs"].get("sample_shape") or ()
+        return jax.random.normal(rng_key, tuple(sample_shape) + tuple(site["fn"].shape()))
+    return fallback(site)
+
+
+def as_numpyro_model(model: Any) -> Callable:
+    """A NumPyro model function; a bare diffusion model becomes one prior site ``"x"``."""
+    if isinstance(model, Diffusion):
+        diffusion = model
+
+        def prior_model():
+            diffusion_prior("x", diffusion)
+
+        return prior_model
+    if not callable(model):
+        raise TypeError(
+            f"expected a NumPyro model function or a diffusion model, got {type(model).__name__}."
+        )
+    return model
+
+
+def _leveled(model: Callable) -> Callable:
+    def leveled_model(t, *args, **kwargs):
+        with noise_level(t):
+            return model(*args, **kwargs)
+
+    return leveled_model
+
+
+class AnnealedPotential(NamedTuple):
+    """The potential of a model at every noise level, over one flat latent vector.
+
+    Attributes
+    ----------
+    potential_fn
+        ``(z, t) -> U`` with ``z`` of shape ``(D,)``; ``U = -log p_t(z)`` up to a
+        constant. Raises :class:`EnergyUnavailableError` for score-only models.
+    grad_fn
+        ``(z, t) -> grad_z U``, shape ``(D,)``; works for score-only models too.
+    init_position
+        ``(D,)``, or ``(num_chains, D)``: diffusion sites from ``N(0, I)``.
+    unravel_fn
+        Flat ``(D,)`` vector to the dict of unconstrained site values.
+    constrain_fn
+        Flat ``(D,)`` vector to the dict of constrained site values (and
+        deterministic sites).
+    diffusion_mask
+        ``(D,)`` booleans: entries that belong to ``diffusion_prior`` sites.
+    schedule
+        The schedule shared by every diffusion site (``None`` if there are none).
+    has_energy
+        Whether ``potential_fn`` has a value (every diffusion site has an energy).
+    """
+
+    potential_fn: Callable[[Array, Array], Array]
+    grad_fn: Callable[[Array, Array], Array]
+    init_position: Array
+    unravel_fn: Callable[[Array], dict]
+    constrain_fn: Callable[[Array], dict]
+    diffusion_mask: Array
+    schedule: VPSchedule | None
+    has_energy: bool
+
+
+class PotentialFamily(NamedTuple):
+    """The potential as a function of the model's arguments (for compiled reuse).
+
+    ``potential_fn(z, t, args, kwargs)``, ``grad_fn(z, t, args, kwargs)`` and
+    ``constrain_fn(z, t, args, kwargs)`` take the model arguments explicitly.
+    """
+
+    potential_fn: Callable
+    grad_fn: Callable
+    constrain_fn: Callable
+    unravel_fn: Callable
+    diffusion_mask: Array
+    schedule: VPSchedule | None
+    has_energy: bool
+    site_names: tuple[str, ...]
+
+
+def initialize_potential(
+    rng_key: Array, model: Any, model_args: tuple, model_kwargs: dict
+) -> tuple[PotentialFamily, Array]:
+    """Trace ``model`` once and return its potential family and initial flat positions.
+
+    ``rng_key`` of shape ``(2,)`` gives one position ``(D,)``; a batch of keys
+    ``(C, 2)`` gives ``(C, D)``.
+    """
+    numpyro_model = as_numpyro_model(model)
+    leveled = _leveled(numpyro_model)
+    with gradient_only():
+        info = initialize_model(
+            rng_key,
+            leveled,
+            init_strategy=init_to_diffusion_noise(),
+            dynamic_args=True,
+            model_args=(jnp.asarray(0, jnp.int32), *model_args),
+            model_kwargs=model_kwargs,
+        )
+    trace = info.model_trace
+    latent = [
+        name
+        for name, site in trace.items()
+        if site["type"] == "sample"
+        and not site["is_observed"]
+        and not site["fn"].support.is_discrete
+    ]
+    if not latent:
+        raise ValueError("the model has no continuous latent sites to sample.")
+    diffusion_models = [
+        _base_distribution(site["fn"]).model
+        for site in trace.values()
+        if site["type"] == "sample"
+        and isinstance(_base_distribution(site["fn"]), (DiffusionPrior, DiffusionFactor))
+    ]
+    schedule = _shared_schedule(diffusion_models)
+    has_energy = all(m.has_energy for m in diffusion_models)
+    prototype = jax.tree.map(lambda v: v[0], info.param_info.z) if jnp.ndim(rng_key) == 2 else (
+        info.param_info.z
+    )
+    mask_tree = {
+        name: jnp.full(
+            jnp.shape(prototype[name]),
+            isinstance(_base_distribution(trace[name]["fn"]), DiffusionPrior),
+        )
+        for name in prototype
+    }
+    flat_proto, unravel = ravel_pytree(prototype)
+    mask, _ = ravel_pytree(mask_tree)
+    mask = mask.astype(bool)
+    if jnp.ndim(rng_key) == 2:
+        init = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
+    else:
+        init = flat_proto
+    potential_gen, postprocess_gen = info.potential_fn, info.postprocess_fn
+
+    def potential_fn(z, t, args=model_args, kwargs=model_kwargs):
+        return potential_gen(t, *args, **kwargs)(unravel(z))
+
+    def grad_fn(z, t, args=model_args, kwargs=model_kwargs):
+        with gradient_only():
+            return jax.grad(potential_fn)(z, t, args, kwargs)
+
+    def constrain_fn(z, t, args=model_args, kwargs=model_kwargs):
+        return postprocess_gen(t, *args, **kwargs)(unravel(z))
+
+    family = PotentialFamily(
+        potential_fn,
+        grad_fn,
+        constrain_fn,
+        unravel,
+        mask,
+        schedule,
+        has_energy,
+        tuple(latent),
+    )
+    return family, init
+
+
+def _shared_schedule(models: list[Diffusion]) -> VPSchedule | None:
+    if not models:
+        return None
+    first = models[0].schedule
+    for m in models[1:]:
+        if m.schedule != first:
+            raise ValueError(
+                f"the model's diffusion sites use different schedules ({first!r} and "
+                f"{m.schedule!r}); every diffusion site must share one schedule."
+            )
+    return first
+
+
+def annealed_potential(
+    model: Any, *model_args: Any, rng_key: Array | None = None, **model_kwargs: Any
+) -> AnnealedPotential:
+    """NumPyro's potential of ``model`` as a function ``U(z, t)`` of the flat latent and level.
+
+    Built on ``numpyro.infer.util.initialize_model``: every site of the model
+    contributes (diffusion priors and factors at level ``t``, other priors, plates,
+    observations, ``numpyro.factor`` constraints). ``rng_key`` seeds the initial
+    point (``PRNGKey(0)`` by default).
+    """
+    key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    family, init = initialize_potential(key, model, model_args, model_kwargs)
+
+    def potential_fn(z, t):
+        if not family.has_energy:
+            raise EnergyUnavailableError(
+                "This potential (one of its diffusion sites is score-only, so only "
+                "grad_fn is available)"
+            )
+        return family.potential_fn(z, t)
+
+    return AnnealedPotential(
+        potential_fn=potential_fn,
+        grad_fn=lambda z, t: family.grad_fn(z, t),
+        init_position=init,
+        unravel_fn=family.unravel_fn,
+        constrain_fn=lambda z, t=0: family.constrain_fn(z, t),
+        diffusion_mask=family.diffusion_mask,
+        schedule=family.schedule,
+        has_energy=family.has_energy,
+    )

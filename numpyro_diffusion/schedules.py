@@ -1,0 +1,153 @@
+"""Variance-preserving noise schedules in discrete DDPM time."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+from jax.typing import ArrayLike
+
+__all__ = ["VPSchedule"]
+
+
+class VPSchedule:
+    """A discrete variance-preserving schedule, ``x_t = sqrt(abar_t) x_0 + sigma_t eps``.
+
+    ``t`` runs over ``0 .. num_steps - 1`` and ``t = 0`` is the least noisy level.
+    Build one with :meth:`linear` or :meth:`cosine`, or pass ``betas`` directly.
+
+    Attributes
+    ----------
+    betas, alphas, alpha_bars, sigmas
+        Arrays of shape ``(num_steps,)``; ``alphas = 1 - betas``,
+        ``alpha_bars = cumprod(alphas)``, ``sigmas = sqrt(1 - alpha_bars)``.
+    num_steps
+        Number of noise levels ``T``.
+    """
+
+    def __init__(self, betas: ArrayLike, *, kind: str = "custom", **config: Any):
+        betas_np = np.asarray(betas, dtype=np.float64)
+        if betas_np.ndim != 1 or betas_np.size < 2:
+            raise ValueError(
+                f"betas must be a 1-D array of at least 2 levels, got shape {betas_np.shape}."
+            )
+        if not np.all(np.isfinite(betas_np)) or np.any(betas_np <= 0) or np.any(betas_np >= 1):
+            raise ValueError("every beta must lie strictly between 0 and 1.")
+        alpha_bars = np.cumprod(1.0 - betas_np)
+        if alpha_bars[-1] > 0.01:
+            warnings.warn(
+                f"this schedule ends at alpha_bar = {alpha_bars[-1]:.3g}, so its last level "
+                "is far from N(0, I) and reverse diffusion started from noise is biased; "
+                "raise beta_end (about 20 / num_steps for a linear schedule) or use "
+                "VPSchedule.cosine.",
+                stacklevel=3,
+            )
+        self.kind = kind
+        self.config = dict(config)
+        self.num_steps = int(betas_np.size)
+        self._betas = betas_np
+        self.betas = jnp.asarray(betas_np, dtype=jnp.float32)
+        self.alphas = jnp.asarray(1.0 - betas_np, dtype=jnp.float32)
+        self.alpha_bars = jnp.asarray(alpha_bars, dtype=jnp.float32)
+        self.sigmas = jnp.asarray(np.sqrt(1.0 - alpha_bars), dtype=jnp.float32)
+
+    @classmethod
+    def linear(
+        cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2
+    ) -> VPSchedule:
+        """Betas linear in ``t`` from ``beta_start`` to ``beta_end`` (Ho et al., 2020)."""
+        _check_num_steps(num_steps)
+        if not 0 < beta_start <= beta_end < 1:
+            raise ValueError(
+                f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
+                f"beta_end={beta_end}."
+            )
+        betas = np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
+        return cls(
+            betas, kind="linear", num_steps=num_steps, beta_start=beta_start, beta_end=beta_end
+        )
+
+    @classmethod
+    def cosine(cls, num_steps: int = 1000, s: float = 0.008) -> VPSchedule:
+        """Nichol & Dhariwal's cosine schedule, betas clipped at 0.999."""
+        _check_num_steps(num_steps)
+        if not s > 0:
+            raise ValueError(f"the cosine offset s must be positive, got s={s}.")
+        steps = np.arange(num_steps + 1, dtype=np.float64) / num_steps
+        f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        betas = np.clip(1.0 - f[1:] / f[:-1], 1e-12, 0.999)
+        return cls(betas, kind="cosine", num_steps=num_steps, s=s)
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-friendly description that :meth:`from_config` rebuilds."""
+        if self.kind in ("linear", "cosine"):
+            return {"kind": self.kind, **self.config}
+        return {"kind": "custom", "betas": self._betas.tolist()}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VPSchedule:
+        config = dict(config)
+        kind = config.pop("kind", None)
+        if kind == "linear":
+            return cls.linear(**config)
+        if kind == "cosine":
+            return cls.cosine(**config)
+        if kind == "custom":
+            return cls(config["betas"])
+        raise ValueError(f"unknown schedule kind {kind!r}; expected linear, cosine or custom.")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VPSchedule):
+            return NotImplemented
+        return self.num_steps == other.num_steps and np.allclose(self._betas, other._betas)
+
+    def __hash__(self) -> int:
+        return hash((self.num_steps, self._betas[:4].tobytes(), self._betas[-4:].tobytes()))
+
+    def __repr__(self) -> str:
+        return f"VPSchedule(kind={self.kind!r}, num_steps={self.num_steps})"
+
+    def check_level(self, t: Any) -> None:
+        """Raise ``ValueError`` if a concrete level ``t`` is outside ``0 .. num_steps - 1``."""
+        t_np = np.asarray(t)
+        if not np.issubdtype(t_np.dtype, np.integer):
+            raise ValueError(f"noise levels are integers, got dtype {t_np.dtype}.")
+        if np.any(t_np < 0) or np.any(t_np >= self.num_steps):
+            raise ValueError(
+                f"noise level {t_np.tolist()} is out of range: this schedule has levels "
+                f"0 .. {self.num_steps - 1}."
+            )
+
+    def ddpm_step(self, x: Array, eps: Array, s: ArrayLike, t: ArrayLike, noise: Array) -> Array:
+        """One ancestral step from level ``s`` to a lower level ``t`` (``t < s``).
+
+        Samples the DDPM posterior ``q(x_t | x_s, x_0 = x0_hat)`` with the Tweedie
+        estimate ``x0_hat = (x_s - sigma_s eps) / sqrt(abar_s)``; for ``t = s - 1``
+        this is Ho et al.'s update, for larger jumps the respaced one. ``t = -1``
+        denotes the clean data and returns ``x0_hat``.
+
+        Parameters
+        ----------
+        x, eps, noise
+            Arrays of one shape; ``eps`` is the model's noise prediction at ``(x, s)``
+            and ``noise`` a standard normal draw.
+        s, t
+            Integer levels, possibly traced.
+        """
+        abar_s = self.alpha_bars[s]
+        abar_t = jnp.where(t >= 0, self.alpha_bars[jnp.maximum(t, 0)], 1.0)
+        x0_hat = (x - jnp.sqrt(1.0 - abar_s) * eps) / jnp.sqrt(abar_s)
+        beta_st = 1.0 - abar_s / abar_t
+        coef_x0 = jnp.sqrt(abar_t) * beta_st / (1.0 - abar_s)
+        coef_x = jnp.sqrt(abar_s / abar_t) * (1.0 - abar_t) / (1.0 - abar_s)
+        var = (1.0 - abar_t) / (1.0 - abar_s) * beta_st
+        return coef_x0 * x0_hat + coef_x * x + jnp.sqrt(jnp.maximum(var, 0.0)) * noise
+
+
+def _check_num_steps(num_steps: int) -> None:
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 2:
+        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}.")

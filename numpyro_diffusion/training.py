@@ -1,0 +1,164 @@
+"""Denoising (eps-matching) training of any parameterization."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import Array
+from jax.typing import ArrayLike
+
+from numpyro_diffusion.models import DiffusionModel
+from numpyro_diffusion.parameterization import check_parameterization, eps_from_prediction
+from numpyro_diffusion.schedules import VPSchedule
+
+__all__ = ["train", "network_num_classes"]
+
+
+def network_num_classes(network: Any) -> int | None:
+    """The number of classes of a (possibly energy-wrapped) built-in network, else None."""
+    while network is not None:
+        if getattr(network, "num_classes", None) is not None:
+            return int(network.num_classes)
+        network = getattr(network, "base", None)
+    return None
+
+
+def _predicted_eps(network, params, parameterization, schedule, x_t, t, cond):
+    if parameterization == "energy":
+        return jax.grad(lambda x: jnp.sum(network.apply(params, x, t, cond)))(x_t)
+    prediction = network.apply(params, x_t, t, cond)
+    abar = schedule.alpha_bars[t].reshape((-1,) + (1,) * (x_t.ndim - 1))
+    return eps_from_prediction(prediction, x_t, abar, parameterization)
+
+
+def train(
+    network: Any,
+    data: ArrayLike,
+    *,
+    schedule: VPSchedule,
+    parameterization: str,
+    num_steps: int,
+    batch_size: int,
+    optimizer: optax.GradientTransformation,
+    rng_key: Array,
+    labels: ArrayLike | None = None,
+    p_uncond: float = 0.0,
+    ema_decay: float | None = None,
+    progress_bar: bool = True,
+    steps_per_call: int = 100,
+) -> DiffusionModel:
+    """Train ``network`` on ``data`` by eps matching and return a :class:`DiffusionModel`.
+
+    Each step draws a batch, a level ``t ~ U{0..T-1}`` and noise ``eps`` per example,
+    and minimises ``mean ||eps - eps_theta(x_t, t)||^2`` where ``eps_theta`` is the
+    parameterization's noise estimate (for ``"energy"``, the gradient of the raw
+    energy: double backpropagation).
+
+    Parameters
+    ----------
+    data
+        Shape ``(N, *event_shape)``.
+    labels
+        Integer classes, shape ``(N,)``, for a class-conditional network.
+    p_uncond
+        Probability of replacing a label by the null class (classifier-free guidance).
+    ema_decay
+        If given, the returned model carries the exponential moving average of the
+        parameters with this decay.
+    steps_per_call
+        Optimisation steps fused into one compiled call (progress updates between).
+
+    Returns
+    -------
+    A :class:`DiffusionModel`; its ``training_losses`` attribute holds the loss of
+    every step, shape ``(num_steps,)``. The same ``rng_key`` gives the same model.
+    """
+    check_parameterization(parameterization)
+    data = jnp.asarray(data, dtype=jnp.float32)
+    if data.ndim < 2:
+        raise ValueError(f"data must have shape (N, *event_shape), got {data.shape}.")
+    if num_steps < 1 or batch_size < 1:
+        raise ValueError("num_steps and batch_size must be positive.")
+    if not 0.0 <= p_uncond < 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1), got {p_uncond}.")
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise ValueError(f"ema_decay must lie in (0, 1), got {ema_decay}.")
+    num_classes = network_num_classes(network)
+    if labels is not None:
+        if num_classes is None:
+            raise ValueError(
+                "labels were given but the network has no classes; build it with num_classes=K."
+            )
+        labels = jnp.asarray(labels, dtype=jnp.int32)
+        if labels.shape != data.shape[:1]:
+            raise ValueError(f"labels must have shape {data.shape[:1]}, got {labels.shape}.")
+        if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+            raise ValueError(f"labels must lie in 0 .. {num_classes - 1}.")
+    elif p_uncond > 0:
+        raise ValueError("p_uncond > 0 drops labels, so it needs labels=...")
+
+    n, event_shape = data.shape[0], data.shape[1:]
+    T = schedule.num_steps
+    init_key, loop_key = jax.random.split(rng_key)
+    init_cond = None if labels is None else labels[:1]
+    params = network.init(init_key, data[:1], jnp.zeros((1,), jnp.int32), init_cond)
+    opt_state = optimizer.init(params)
+    ema = params if ema_decay is not None else None
+
+    def loss_fn(params, key):
+        k_idx, k_t, k_eps, k_drop = jax.random.split(key, 4)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+        x0 = data[idx]
+        t = jax.random.randint(k_t, (batch_size,), 0, T)
+        eps = jax.random.normal(k_eps, x0.shape)
+        abar = schedule.alpha_bars[t].reshape((-1,) + (1,) * len(event_shape))
+        x_t = jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * eps
+        cond = None
+        if labels is not None:
+            drop = jax.random.uniform(k_drop, (batch_size,)) < p_uncond
+            cond = jnp.where(drop, num_classes, labels[idx])
+        eps_hat = _predicted_eps(network, params, parameterization, schedule, x_t, t, cond)
+        return jnp.mean((eps - eps_hat) ** 2)
+
+    def one_step(carry, i):
+        params, opt_state, ema = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(loop_key, i))
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if ema is not None:
+            ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
+        return (params, opt_state, ema), loss
+
+    @jax.jit
+    def run_chunk(carry, steps):
+        return jax.lax.scan(one_step, carry, steps)
+
+    carry = (params, opt_state, ema)
+    losses = []
+    bar = None
+    if progress_bar:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, desc="training", file=sys.stderr)
+    chunk = max(1, min(steps_per_call, num_steps))
+    for start in range(0, num_steps, chunk):
+        steps = jnp.arange(start, min(start + chunk, num_steps))
+        carry, chunk_losses = run_chunk(carry, steps)
+        kept = int(steps.shape[0])
+        losses.append(np.asarray(chunk_losses))
+        if bar is not None:
+            bar.update(kept)
+            bar.set_postfix(loss=f"{float(losses[-1].mean()):.4f}")
+    if bar is not None:
+        bar.close()
+    params, _, ema = carry
+    model = DiffusionModel(
+        network, ema if ema is not None else params, schedule, parameterization, event_shape
+    )
+    model.training_losses = np.concatenate(losses)
+    return model
