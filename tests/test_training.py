@@ -1,0 +1,111 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from numpyro_diffusion import EnergyNetwork, ResidualMLP, VPSchedule, train
+
+SCHEDULE = VPSchedule.cosine(100)
+CENTRES = np.array([[-1.0, 0.0], [1.0, 0.0]])
+
+
+def two_blobs(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return CENTRES[labels] + 0.1 * rng.standard_normal((n, 2)), labels
+
+
+@pytest.fixture(scope="module")
+def energy_model():
+    data, _ = two_blobs()
+    return train(
+        EnergyNetwork(ResidualMLP(hidden=64, num_blocks=2)),
+        data,
+        schedule=SCHEDULE,
+        parameterization="energy",
+        num_steps=600,
+        batch_size=256,
+        optimizer=optax.adam(3e-3),
+        rng_key=jax.random.PRNGKey(0),
+        ema_decay=0.99,
+        progress_bar=False,
+    )
+
+
+def test_energy_model_loss_falls_and_samples_land_on_the_data(energy_model):
+    losses = energy_model.training_losses
+    assert losses.shape == (600,)
+    assert losses[-100:].mean() < 0.6 * losses[:20].mean()
+    x = np.asarray(energy_model.sample(jax.random.PRNGKey(1), 2000))
+    dist_to_centre = np.min(np.linalg.norm(x[:, None] - CENTRES, axis=-1), axis=1)
+    assert np.mean(dist_to_centre < 0.4) > 0.85
+    # both blobs are found, in roughly equal shares
+    left = np.mean(x[:, 0] < 0)
+    assert 0.3 < left < 0.7
+    assert energy_model.has_energy
+
+
+def test_energy_is_lower_on_the_data_than_between_the_blobs(energy_model):
+    e = jax.vmap(energy_model.energy, (0, None))(jnp.array([[1.0, 0.0], [0.0, 0.0]]), 0)
+    assert float(e[0]) < float(e[1])
+
+
+def _short_run(key, parameterization="eps", **kwargs):
+    data, labels = two_blobs(256)
+    net = kwargs.pop("network", ResidualMLP(hidden=16, num_blocks=1))
+    return train(
+        net, data, schedule=SCHEDULE, parameterization=parameterization, num_steps=30,
+        batch_size=32, optimizer=optax.adam(1e-3), rng_key=key, progress_bar=False,
+        steps_per_call=7, **kwargs,
+    )
+
+
+def test_same_key_same_model_and_remainder_steps_counted():
+    a = _short_run(jax.random.PRNGKey(3))
+    b = _short_run(jax.random.PRNGKey(3))
+    c = _short_run(jax.random.PRNGKey(4))
+    assert a.training_losses.shape == (30,)
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    assert not np.allclose(a.training_losses, c.training_losses)
+
+
+@pytest.mark.parametrize("parameterization", ["x0", "v", "score"])
+def test_every_parameterization_trains(parameterization):
+    model = _short_run(jax.random.PRNGKey(0), parameterization)
+    assert np.all(np.isfinite(model.training_losses))
+    assert model.parameterization == parameterization
+
+
+def test_class_conditional_training_with_label_dropout():
+    _, labels = two_blobs(256)
+    model = _short_run(
+        jax.random.PRNGKey(0), network=ResidualMLP(hidden=16, num_blocks=1, num_classes=2),
+        labels=labels, p_uncond=0.2,
+    )
+    x = jnp.zeros(2)
+    assert model.eps(x, 5, cond=1).shape == (2,)
+    assert model.eps(x, 5).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(labels=np.zeros(256, int)), "network has no classes"),
+        (dict(p_uncond=0.1), "needs labels"),
+        (dict(p_uncond=1.5), "p_uncond must lie in"),
+        (dict(ema_decay=1.0), "ema_decay must lie in"),
+        (dict(parameterization="x_start"), "unknown parameterization"),
+    ],
+)
+def test_bad_training_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _short_run(jax.random.PRNGKey(0), **kwargs)
+
+
+def test_labels_out_of_range():
+    with pytest.raises(ValueError, match="labels must lie in 0 .. 1"):
+        _short_run(
+            jax.random.PRNGKey(0), network=ResidualMLP(hidden=8, num_blocks=1, num_classes=2),
+            labels=np.full(256, 5),
+        )
