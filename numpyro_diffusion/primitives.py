@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
@@ -47,8 +48,8 @@ class noise_level(Messenger):
 
     def __init__(self, t: ArrayLike, fn: Any = None):
         if not isinstance(t, jax.core.Tracer):
-            t_arr = jnp.asarray(t)
-            if t_arr.ndim != 0 or not jnp.issubdtype(t_arr.dtype, jnp.integer):
+            t_arr = np.asarray(t)
+            if t_arr.ndim != 0 or not np.issubdtype(t_arr.dtype, np.integer):
                 raise ValueError(f"noise_level takes one integer level, got {t!r}.")
             if int(t_arr) < 0:
                 raise ValueError(f"noise level {int(t_arr)} is out of range: levels start at 0.")

@@ -92,3 +92,29 @@ def grid_moments(log_density, lo=-4.0, hi=4.0, n=801):
     c = p - mean
     cov = (w[:, None] * c).T @ c
     return mean, cov
+
+
+class ScoreOnly:
+    """Wraps an exact model so that only its eps/score are visible (for refusal tests)."""
+
+    def __new__(cls, model):
+        from numpyro_diffusion.errors import EnergyUnavailableError
+        from numpyro_diffusion.interface import Diffusion
+
+        class _ScoreOnly(Diffusion):
+            def __init__(self, inner):
+                self.inner = inner
+                self.schedule = inner.schedule
+                self.event_shape = inner.event_shape
+
+            @property
+            def has_energy(self):
+                return False
+
+            def eps(self, x, t, cond=None):
+                return self.inner.eps(x, t, cond)
+
+            def energy(self, x, t, cond=None):
+                raise EnergyUnavailableError("This score-only test model")
+
+        return _ScoreOnly(model)

@@ -26,7 +26,7 @@ __all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "BETA_STEP_FACTORS"]
 BETA_STEP_FACTORS = {"ula": 2.0, "mala": 0.035, "hmc": 0.1, "uhmc": 0.1}
 _BETA_MASS = ("hmc", "uhmc")
 _INITIAL_ADAPT_STEP = {"mala": 0.5, "hmc": 0.3}
-PREDICTORS = (None, "ddpm")
+PREDICTORS = (None, "ddpm", "guided")
 CHAIN_METHODS = ("vectorized", "sharded")
 
 
@@ -34,7 +34,7 @@ class LevelStats(NamedTuple):
     """Statistics of the walk, one entry per level (all ``(L,)``)."""
 
     level: Array  # [L] the noise level t
-    step_size: Array  # [L] the (adapted) step size used for sampling at t
+    step_size: Array  # [L] median over chains of the (adapted) step size at t
     acceptance_rate: Array  # [L] mean over chains and post-adaptation steps
     num_divergent: Array  # [L] divergent transitions after adaptation (predictor included)
     mean_potential: Array  # [L] mean U(z, t) over chains at the end of the level
@@ -46,6 +46,7 @@ class DrawStats(NamedTuple):
     acceptance_rate: Array
     diverging: Array
     lp: Array  # log-density -U(z, t_final); NaN for score-only models
+    step_size: Array  # each chain's step size at the final level
 
 
 class _Compiled(NamedTuple):
@@ -58,8 +59,8 @@ class AnnealedMCMC:
     """Annealed MCMC over the noise levels of a NumPyro model with diffusion sites.
 
     At each level ``t`` (decreasing, ending at 0): optionally one reverse-diffusion
-    predictor step on the ``diffusion_prior`` sites using the score of the whole
-    potential, then ``steps_per_level`` kernel steps targeting ``U(., t)``. After
+    predictor step on the ``diffusion_prior`` sites, then ``steps_per_level`` kernel
+    steps targeting ``U(., t)``. After
     the last level, ``num_samples`` draws at ``t = 0`` (the first is the walk's end
     point, each further one a kernel step later). The walk over levels is one
     ``lax.scan`` inside one ``jit``, chains ``vmap``-ped, compiled once per model and
@@ -88,7 +89,13 @@ class AnnealedMCMC:
         Target of per-level dual-averaging adaptation (MALA 0.57, HMC 0.65 by
         default); giving it turns adaptation on, starting from ``step_size`` if a float.
     predictor
-        ``"ddpm"`` (one ancestral step between levels) or ``None``.
+        ``"ddpm"``: one ancestral step between levels driven by the summed scores of
+        the diffusion terms (priors and factors), the part of the target that changes
+        with ``t``; observations and other factors are left to the kernel.
+        ``"guided"``: the same step driven by the score of the whole potential
+        (likelihood gradients included, as in guided reverse diffusion); unstable
+        when a sharp likelihood meets the large ``beta_t`` of the top levels.
+        ``None``: no predictor.
     num_samples
         Draws per chain at the final level.
     chain_method
@@ -133,7 +140,9 @@ class AnnealedMCMC:
         _check_int("steps_per_level", steps_per_level, 0)
         _check_int("num_samples", num_samples, 1)
         if predictor not in PREDICTORS:
-            raise ValueError(f"unknown predictor {predictor!r}; expected 'ddpm' or None.")
+            raise ValueError(
+                f"unknown predictor {predictor!r}; expected 'ddpm', 'guided' or None."
+            )
         if chain_method not in CHAIN_METHODS:
             raise ValueError(
                 f"unknown chain_method {chain_method!r}; expected one of "
@@ -326,24 +335,29 @@ class AnnealedMCMC:
                     return jnp.nan
                 return jnp.mean(jax.vmap(potential, (0, None))(z, t))
 
+            def predictor_grad(z, t):
+                if predictor == "guided":
+                    return grad_potential(z, t)
+                return family.diffusion_grad_fn(z, t, args, kwargs)
+
             def predict(key, z, t_prev, t):
-                eps = schedule.sigmas[t_prev] * grad_potential(z, t_prev)
+                eps = schedule.sigmas[t_prev] * predictor_grad(z, t_prev)
                 z_new = schedule.ddpm_step(z, eps, t_prev, t, jax.random.normal(key, z.shape))
                 return jnp.where(mask, z_new, z)
 
-            def run_steps(state, keys, target, step_size, inv_mass, start, length):
-                def body(state, j):
-                    step_keys = jax.vmap(jax.random.fold_in, (0, None))(keys, j)
-                    state, info = jax.vmap(
-                        lambda k, s: kernel.step(k, s, target, step_size, inv_mass)
-                    )(step_keys, state)
-                    return state, info
+            def kernel_steps(keys, state, target, sizes, inv_mass):
+                """One kernel step for every chain; ``sizes`` is ``(C,)``."""
+                return jax.vmap(lambda k, s, h: kernel.step(k, s, target, h, inv_mass))(
+                    keys, state, sizes
+                )
 
-                return jax.lax.scan(body, state, start + jnp.arange(length))
+            def fold(keys, j):
+                return jax.vmap(jax.random.fold_in, (0, None))(keys, j)
 
             def level_body(carry, i_x):
                 i, (t, t_prev, base_step, inv_mass) = i_x
                 z, last_step, last_info = carry
+                C = z.shape[0]
                 keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, i), 3))(
                     chain_keys
                 )
@@ -355,56 +369,58 @@ class AnnealedMCMC:
                     apply = (i > 0) & finite
                     z = jnp.where(apply[:, None], z_pred, z)
                     num_div += jnp.sum((i > 0) & ~finite)
+                base = jnp.full((C,), base_step)
                 if K == 0:
-                    nan = jnp.full((z.shape[0],), jnp.nan)
                     stats = (t, base_step, jnp.nan, num_div, mean_potential(z, t))
-                    return (z, base_step, (nan, jnp.zeros(z.shape[0], bool))), stats
+                    return (z, base, (jnp.full((C,), jnp.nan), jnp.zeros(C, bool))), stats
                 target = target_at(t)
                 state = jax.vmap(lambda k, x: kernel.init(k, x, target, inv_mass))(k_init, z)
-                step = jnp.where(i == 0, base_step, last_step) if adapt else base_step
+                # Each chain adapts its own step size: a chain in a sharp corner of the
+                # target shrinks its steps instead of being stuck at the others' size.
+                sizes = jnp.where(i == 0, base, last_step) if adapt else base
                 accept_adapt = jnp.nan
                 if K_adapt > 0:
+
                     def adapt_body(c, j):
                         state, da = c
-                        step_keys = jax.vmap(jax.random.fold_in, (0, None))(k_steps, j)
-                        size = jnp.exp(da.log_step_size)
-                        state, info = jax.vmap(
-                            lambda k, s: kernel.step(k, s, target, size, inv_mass)
-                        )(step_keys, state)
-                        mean_accept = jnp.mean(info.acceptance_rate)
-                        da = da_update(da, mean_accept)
-                        return (state, da), mean_accept
+                        state, info = kernel_steps(
+                            fold(k_steps, j), state, target, jnp.exp(da.log_step_size), inv_mass
+                        )
+                        da = jax.vmap(da_update)(da, info.acceptance_rate)
+                        return (state, da), jnp.mean(info.acceptance_rate)
 
                     # Shrink toward the previous level's step size rather than
                     # BlackJAX's 10x initial guess: neighbouring levels are alike.
-                    da = da_init(step)._replace(mu=jnp.log(step))
+                    da = jax.vmap(da_init)(sizes)._replace(mu=jnp.log(sizes))
                     (state, da), accepts = jax.lax.scan(
                         adapt_body, (state, da), jnp.arange(K_adapt)
                     )
-                    step = da_final(da)
+                    sizes = jax.vmap(da_final)(da)
                     accept_adapt = jnp.mean(accepts)
                 if K > K_adapt:
-                    state, infos = run_steps(
-                        state, k_steps, target, step, inv_mass, K_adapt, K - K_adapt
-                    )
+
+                    def sample_body(state, j):
+                        return kernel_steps(fold(k_steps, j), state, target, sizes, inv_mass)
+
+                    state, infos = jax.lax.scan(sample_body, state, jnp.arange(K_adapt, K))
                     accept = jnp.mean(infos.acceptance_rate)
                     num_div += jnp.sum(infos.is_divergent)
                     last = (infos.acceptance_rate[-1], infos.is_divergent[-1])
                 else:
                     accept = accept_adapt
-                    last = (jnp.full((z.shape[0],), accept_adapt), jnp.zeros(z.shape[0], bool))
+                    last = (jnp.full((C,), accept_adapt), jnp.zeros(C, bool))
                 z = jax.vmap(kernel.position)(state)
-                stats = (t, step, accept, num_div, mean_potential(z, t))
-                return (z, step, last), stats
+                stats = (t, jnp.median(sizes), accept, num_div, mean_potential(z, t))
+                return (z, sizes, last), stats
 
             t_prev = jnp.concatenate([levels[:1], levels[:-1]])
             C = z0.shape[0]
             init_carry = (
                 z0,
-                base_steps[0],
+                jnp.full((C,), base_steps[0]),
                 (jnp.full((C,), jnp.nan), jnp.zeros((C,), bool)),
             )
-            (z, step, last), stats = progress_scan(
+            (z, sizes, last), stats = progress_scan(
                 level_body,
                 init_carry,
                 (levels, t_prev, base_steps, inverse_mass),
@@ -425,10 +441,9 @@ class AnnealedMCMC:
                 )
 
                 def draw_body(state, j):
-                    step_keys = jax.vmap(jax.random.fold_in, (0, None))(final_keys[:, 1], j)
-                    state, info = jax.vmap(
-                        lambda k, s: kernel.step(k, s, target, step, inverse_mass[-1])
-                    )(step_keys, state)
+                    state, info = kernel_steps(
+                        fold(final_keys[:, 1], j), state, target, sizes, inverse_mass[-1]
+                    )
                     pos = jax.vmap(kernel.position)(state)
                     return state, (pos, info.acceptance_rate, info.is_divergent)
 
@@ -447,7 +462,8 @@ class AnnealedMCMC:
                 positions
             )
             samples["_flat"] = positions
-            draw_stats = DrawStats(accepts.T, divs.T, lp)
+            step_size = jnp.broadcast_to(sizes[:, None], positions.shape[:2])
+            draw_stats = DrawStats(accepts.T, divs.T, lp, step_size)
             return samples, draw_stats, level_stats
 
         return _Compiled(family, jax.jit(walk), rebuild)
@@ -500,8 +516,14 @@ class AnnealedMCMC:
         from numpyro.diagnostics import print_summary
 
         self._require_run()
-        if self.num_chains > 1 or self.num_samples > 1:
+        if self.num_samples >= 4:
             print_summary(self.get_samples(group_by_chain=True), prob=prob, group_by_chain=True)
+        else:
+            print(
+                f"(fewer than 4 draws per chain: the {self.num_chains * self.num_samples} final "
+                "draws are summarised as one sequence; r_hat needs num_samples >= 4)"
+            )
+            print_summary(self.get_samples(), prob=prob, group_by_chain=False)
         stats = jax.tree.map(np.asarray, self._level_stats)
         L = stats.level.size
         rows = np.unique(np.round(np.linspace(0, L - 1, min(L, max_levels))).astype(int))

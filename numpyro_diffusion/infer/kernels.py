@@ -184,7 +184,7 @@ def _guard(old, new, info_accept, info_divergent):
 
 def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
     del unused
-    del divergence_threshold  # BlackJAX's MALA reports no energy error
+    del divergence_threshold
     kernel = blackjax.mala.build_kernel()
 
     def init(rng_key, position, target, inverse_mass):
@@ -194,7 +194,10 @@ def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
     def step(rng_key, state, target, step_size, inverse_mass):
         del inverse_mass
         new, info = kernel(rng_key, state, target.logdensity_fn, step_size)
-        return _guard(state, new, info.acceptance_rate, jnp.zeros((), bool))
+        # BlackJAX's MALA maps a NaN proposal to acceptance 0 and reports no energy
+        # error; an acceptance of exactly 0 (a non-finite proposal, or an error of
+        # over ~100 nats, past float32's exp range) is our divergence.
+        return _guard(state, new, info.acceptance_rate, info.acceptance_rate == 0.0)
 
     return LevelKernel("mala", True, 0.57, 1, init, step, lambda s: s.position)
 

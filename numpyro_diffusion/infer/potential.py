@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 from jax.flatten_util import ravel_pytree
+from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import initialize_model
 
@@ -113,10 +114,13 @@ class PotentialFamily(NamedTuple):
 
     ``potential_fn(z, t, args, kwargs)``, ``grad_fn(z, t, args, kwargs)`` and
     ``constrain_fn(z, t, args, kwargs)`` take the model arguments explicitly.
+    ``diffusion_grad_fn`` is the gradient of the diffusion terms alone (priors and
+    factors), the part of ``U`` that changes with ``t``.
     """
 
     potential_fn: Callable
     grad_fn: Callable
+    diffusion_grad_fn: Callable
     constrain_fn: Callable
     unravel_fn: Callable
     diffusion_mask: Array
@@ -191,9 +195,26 @@ def initialize_potential(
     def constrain_fn(z, t, args=model_args, kwargs=model_kwargs):
         return postprocess_gen(t, *args, **kwargs)(unravel(z))
 
+    def diffusion_log_density(z, t, args, kwargs):
+        values = constrain_fn(z, t, args, kwargs)
+        model_trace = handlers.trace(
+            handlers.seed(handlers.substitute(leveled, data=values), 0)
+        ).get_trace(t, *args, **kwargs)
+        return sum(
+            jnp.sum(site["fn"].log_prob(site["value"]))
+            for site in model_trace.values()
+            if site["type"] == "sample"
+            and isinstance(_base_distribution(site["fn"]), (DiffusionPrior, DiffusionFactor))
+        )
+
+    def diffusion_grad_fn(z, t, args=model_args, kwargs=model_kwargs):
+        with gradient_only():
+            return -jax.grad(diffusion_log_density)(z, t, args, kwargs)
+
     family = PotentialFamily(
         potential_fn,
         grad_fn,
+        diffusion_grad_fn,
         constrain_fn,
         unravel,
         mask,

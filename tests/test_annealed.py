@@ -1,0 +1,273 @@
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from helpers import (
+    ScoreOnly,
+    assert_moments,
+    expected_assignment_masses,
+    grid_moments,
+    mixture_assignments,
+    product_of_mixtures,
+    ring_mixture,
+    total_variation,
+)
+from numpyro.infer import MCMC, NUTS
+
+from numpyro_diffusion import (
+    EnergyUnavailableError,
+    GaussianMixtureDiffusion,
+    VPSchedule,
+    diffusion_factor,
+    diffusion_prior,
+    guided,
+    noise_level,
+)
+from numpyro_diffusion.infer import AnnealedMCMC
+
+S = VPSchedule.cosine(100)
+KEY = jax.random.PRNGKey(0)
+
+# The product task: an 8-Gaussian ring times a two-component "bar"; in closed form.
+RING = ring_mixture(S, radius=0.5, std=0.05)
+BAR = GaussianMixtureDiffusion([[0.0, 0.4], [0.0, -0.4]], [[0.1, 0.5], [0.1, 0.5]], schedule=S)
+
+
+def ring_times_bar():
+    x = diffusion_prior("x", RING)
+    diffusion_factor("bar", BAR, x)
+
+
+@pytest.fixture(scope="module")
+def product_truth():
+    exact = product_of_mixtures(RING, BAR, 0)
+    return exact, expected_assignment_masses(*exact)
+
+
+def component_tv(sampler, truth):
+    exact, masses = truth
+    x = sampler.get_samples()["x"]
+    found = np.bincount(mixture_assignments(x, *exact), minlength=len(masses)) / len(x)
+    return total_variation(found, masses)
+
+
+@pytest.mark.slow
+def test_mcmc_samples_the_product_and_reverse_diffusion_does_not(product_truth):
+    """Du et al.'s central claim, with no training noise: summed scores are not enough."""
+    tv = {}
+    for name in ("mala", "hmc"):
+        sampler = AnnealedMCMC(ring_times_bar, name, num_chains=2000, steps_per_level=20,
+                               progress_bar=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sampler.run(KEY)
+        tv[name] = component_tv(sampler, product_truth)
+        assert sampler.num_divergent < 1e-3 * 2000 * 100 * 20  # rare, rejected, counted
+    baseline = AnnealedMCMC(ring_times_bar, "ula", num_chains=2000, steps_per_level=0,
+                            progress_bar=False)
+    baseline.run(KEY)
+    tv["reverse"] = component_tv(baseline, product_truth)
+    assert tv["mala"] < 0.05 and tv["hmc"] < 0.05, tv
+    assert tv["reverse"] > 0.2, tv
+
+
+# A single mixture at t = 0, moments known exactly.
+SINGLE = GaussianMixtureDiffusion([[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.3], [0.3, 0.2]],
+                                  weights=[0.4, 0.6], schedule=S)
+
+
+def exact_moments(model, t=0):
+    mu, var = (np.asarray(v, np.float64) for v in model.component_moments(t))
+    w = np.asarray(model.weights, np.float64)
+    mean = w @ mu
+    second = np.einsum("k,ki,kj->ij", w, mu, mu) + np.diag(w @ var)
+    return mean, second - np.outer(mean, mean)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, step_size", [("mala", None), ("hmc", None), ("ula", 1e-3),
+                                             ("uhmc", 2e-3)])
+def test_each_kernel_recovers_a_mixture(name, step_size):
+    sampler = AnnealedMCMC(SINGLE, name, num_chains=2000, steps_per_level=10,
+                           step_size=step_size, progress_bar=False)
+    sampler.run(KEY)
+    mean, cov = exact_moments(SINGLE)
+    assert_moments(sampler.get_samples()["x"], mean, cov)
+
+
+@pytest.mark.slow
+def test_classifier_free_guidance_samples_the_tilted_density():
+    w = 1.0
+    model = guided(SINGLE, 0, w)
+    mean, cov = grid_moments(jax.vmap(lambda x: -model.energy(x, 0)))
+    sampler = AnnealedMCMC(model, "hmc", num_chains=2000, steps_per_level=10,
+                           progress_bar=False)
+    sampler.run(KEY)
+    assert_moments(sampler.get_samples()["x"], mean, cov)
+
+
+Y = jnp.array([[0.9, -0.7], [1.2, -1.1], [0.8, -1.3], [1.1, -0.9]])
+
+
+def observed(y):
+    x = diffusion_prior("x", SINGLE)
+    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Normal(x, sigma).to_event(1), obs=y)
+
+
+@pytest.mark.slow
+def test_posterior_with_unknown_noise_matches_nuts():
+    sampler = AnnealedMCMC(observed, "hmc", num_chains=1000, steps_per_level=10,
+                           num_samples=4, progress_bar=False)
+    sampler.run(KEY, Y)
+    ours = sampler.get_samples()
+
+    def at_zero(y):
+        with noise_level(0):
+            observed(y)
+
+    nuts = MCMC(NUTS(at_zero), num_warmup=500, num_samples=2000, num_chains=4,
+                chain_method="vectorized", progress_bar=False)
+    nuts.run(jax.random.PRNGKey(1), Y)
+    ref = nuts.get_samples(group_by_chain=True)
+    from numpyro.diagnostics import effective_sample_size
+
+    for site in ("x", "sigma"):
+        a = np.asarray(ours[site]).reshape(len(ours[site]), -1)
+        b = np.asarray(ref[site]).reshape(4, 2000, -1)
+        ess_b = np.asarray(effective_sample_size(b))
+        b = b.reshape(-1, a.shape[1])
+        # our chains are independent: 1000 chains x 4 correlated draws; count chains only
+        se = np.sqrt(a.var(0) / 1000 + b.var(0) / ess_b)
+        np.testing.assert_array_less(np.abs(a.mean(0) - b.mean(0)), 4.5 * se)
+        np.testing.assert_allclose(a.std(0), b.std(0), rtol=0.12)
+
+
+@pytest.fixture(scope="module")
+def small_run():
+    sampler = AnnealedMCMC(SINGLE, "mala", num_chains=64, steps_per_level=4, levels=20,
+                           num_samples=3, progress_bar=False)
+    sampler.run(KEY)
+    return sampler
+
+
+def test_same_key_same_result_and_no_recompilation(small_run):
+    first = small_run.get_samples()["x"]
+    small_run.run(KEY)
+    np.testing.assert_array_equal(small_run.get_samples()["x"], first)
+    small_run.run(jax.random.PRNGKey(5))
+    assert not np.allclose(small_run.get_samples()["x"], first)
+    assert small_run.num_traces == 1
+
+
+def test_shapes_levels_and_stats(small_run):
+    assert small_run.get_samples()["x"].shape == (64 * 3, 2)
+    assert small_run.get_samples(group_by_chain=True)["x"].shape == (64, 3, 2)
+    levels = np.asarray(small_run.level_stats.level)
+    assert levels.shape == (20,) and levels[0] == 99 and levels[-1] == 0
+    assert np.all(np.diff(levels) < 0)
+    extra = small_run.get_extra_fields()
+    assert extra["acceptance_rate"].shape == (64 * 3,)
+    assert np.all(np.isfinite(np.asarray(extra["lp"])))
+    assert set(extra["levels"]) >= {"step_size", "acceptance_rate", "num_divergent"}
+
+
+def test_print_summary_reports_levels_and_divergences(small_run, capsys):
+    small_run.print_summary()
+    out = capsys.readouterr().out
+    assert "r_hat" in out and "Per-level statistics" in out
+    assert f"Number of divergences: {small_run.num_divergent}" in out
+
+
+def test_sharded_equals_vectorized():
+    assert jax.device_count() == 4
+    runs = {}
+    for method in ("vectorized", "sharded"):
+        sampler = AnnealedMCMC(SINGLE, "hmc", num_chains=16, steps_per_level=4, levels=10,
+                               chain_method=method, progress_bar=False)
+        sampler.run(KEY)
+        runs[method] = np.asarray(sampler.get_samples()["x"])
+    # the same per-chain keys and arithmetic; only XLA's fusion differs (float rounding)
+    np.testing.assert_allclose(runs["sharded"], runs["vectorized"], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="divisible by the number of devices"):
+        AnnealedMCMC(SINGLE, "hmc", num_chains=6, steps_per_level=1, levels=3,
+                     chain_method="sharded", progress_bar=False).run(KEY)
+
+
+def broken(threshold):
+    x = diffusion_prior("x", SINGLE)
+    # NaN in value and gradient beyond the threshold, finite before it
+    numpyro.factor("broken", jnp.sqrt(threshold - x[0]))
+
+
+@pytest.mark.parametrize("name", ["mala", "ula"])
+def test_a_broken_potential_gives_counted_divergences_not_nan_samples(name):
+    sampler = AnnealedMCMC(broken, name, num_chains=64, steps_per_level=6, levels=20,
+                           step_size=0.05 if name == "ula" else None, progress_bar=False)
+    with pytest.warns(UserWarning, match="divergent transitions"):
+        sampler.run(KEY, 0.8)
+    assert sampler.num_divergent > 0
+    assert np.all(np.isfinite(np.asarray(sampler.get_samples()["x"])))
+
+
+def test_metropolis_kernels_refuse_score_only_models_before_compiling():
+    so = ScoreOnly(SINGLE)
+    with pytest.raises(EnergyUnavailableError, match="'mala' sampler"):
+        AnnealedMCMC(so, "mala", num_chains=2, steps_per_level=1)
+
+    def model():
+        diffusion_prior("x", so)
+
+    sampler = AnnealedMCMC(model, "hmc", num_chains=2, steps_per_level=1, progress_bar=False)
+    with pytest.raises(EnergyUnavailableError, match="uhmc"):
+        sampler.run(KEY)
+    assert sampler.num_traces == 0
+    ok = AnnealedMCMC(model, "ula", num_chains=8, steps_per_level=2, levels=5,
+                      step_size=1e-3, progress_bar=False)
+    ok.run(KEY)
+    assert np.all(np.isnan(np.asarray(ok.get_extra_fields()["lp"])))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(kernel="nuts"), "valid kernels are"),
+        (dict(kernel="ula", target_accept=0.6), "needs a Metropolis kernel"),
+        (dict(steps_per_level=0, predictor=None), "does nothing"),
+        (dict(predictor="ddim"), "unknown predictor"),
+        (dict(chain_method="parallel"), "unknown chain_method"),
+        (dict(num_chains=0), "num_chains must be an integer >= 1"),
+        (dict(step_size="tiny"), "unknown step_size"),
+        (dict(target_accept=1.5), "target_accept must lie in"),
+    ],
+)
+def test_bad_sampler_arguments(kwargs, message):
+    args = dict(model=SINGLE, kernel="mala", num_chains=2, steps_per_level=1) | kwargs
+    with pytest.raises(ValueError, match=message):
+        AnnealedMCMC(**args)
+
+
+@pytest.mark.parametrize(
+    "levels, step_size, message",
+    [
+        ([50, 60], None, "strictly decreasing"),
+        ([150, 0], None, "levels 0 .. 99"),
+        (0, None, "must lie in 1 .. 100"),
+        ([50, 0], [0.1, 0.2, 0.3], "one per level"),
+    ],
+)
+def test_bad_levels_and_step_sizes(levels, step_size, message):
+    sampler = AnnealedMCMC(SINGLE, "mala", num_chains=2, steps_per_level=1, levels=levels,
+                           step_size=step_size, progress_bar=False)
+    with pytest.raises(ValueError, match=message):
+        sampler.run(KEY)
+
+
+def test_results_before_run_are_refused():
+    with pytest.raises(RuntimeError, match="call run"):
+        AnnealedMCMC(SINGLE, "mala", num_chains=2, steps_per_level=1).get_samples()
