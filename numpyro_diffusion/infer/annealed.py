@@ -104,9 +104,17 @@ class AnnealedMCMC:
         Show progress over levels.
     adapt_fraction
         Fraction of each level's steps spent adapting the step size.
+    adapt_gamma
+        Dual averaging's ``gamma``. Each chain adapts its own step size, starting
+        from its previous level's; BlackJAX's 0.05 suits long warm-ups, and a few
+        steps per level want the gentler 0.5 (measured: 5,257 divergences with 0.05,
+        1 with 0.5, on a two-Gaussian mixture with 2,000 chains).
     num_integration_steps, damping, divergence_threshold
         Kernel options (leapfrog steps of HMC / U-HMC, U-HMC momentum damping,
         energy error counted as a divergence).
+    keep_trajectory
+        Keep every chain's position at the end of every level (``(L, C, D)``
+        floats) for :meth:`get_trajectory` and the sample-cloud plots.
     """
 
     def __init__(
@@ -127,6 +135,8 @@ class AnnealedMCMC:
         num_integration_steps: int = 3,
         damping: float = 0.5,
         divergence_threshold: float = 1000.0,
+        keep_trajectory: bool = False,
+        adapt_gamma: float = 0.5,
     ):
         self.kernel = get_kernel(
             kernel,
@@ -182,6 +192,9 @@ class AnnealedMCMC:
         self.chain_method = chain_method
         self.progress_bar = progress_bar
         self.num_adapt_steps = int(adapt_fraction * steps_per_level) if adapting else 0
+        self.keep_trajectory = keep_trajectory
+        self.da_gamma = adapt_gamma
+        self.num_integration_steps = num_integration_steps
         self._cache: dict[Any, _Compiled] = {}
         self.num_traces = 0
         self._samples: dict[str, Array] | None = None
@@ -284,6 +297,7 @@ class AnnealedMCMC:
         self._draw_stats = draw_stats
         self._level_stats = level_stats
         self._schedule = family.schedule
+        self._unravel = family.unravel_fn
         total = int(np.sum(level_stats.num_divergent)) + int(np.sum(draw_stats.diverging))
         if total:
             warnings.warn(
@@ -308,8 +322,8 @@ class AnnealedMCMC:
         schedule = family.schedule
         mask = family.diffusion_mask
         K, K_adapt, S = self.steps_per_level, self.num_adapt_steps, self.num_samples
-        adapt, predictor = self.adapt, self.predictor
-        da_init, da_update, da_final = dual_averaging_adaptation(self.target_accept)
+        adapt, predictor, keep = self.adapt, self.predictor, self.keep_trajectory
+        da_init, da_update, da_final = dual_averaging_adaptation(self.target_accept, gamma=self.da_gamma)
         has_energy = family.has_energy
 
         def rebuild(dyn_leaves):
@@ -372,6 +386,7 @@ class AnnealedMCMC:
                 base = jnp.full((C,), base_step)
                 if K == 0:
                     stats = (t, base_step, jnp.nan, num_div, mean_potential(z, t))
+                    stats += (z,) if keep else ()
                     return (z, base, (jnp.full((C,), jnp.nan), jnp.zeros(C, bool))), stats
                 target = target_at(t)
                 state = jax.vmap(lambda k, x: kernel.init(k, x, target, inv_mass))(k_init, z)
@@ -411,7 +426,7 @@ class AnnealedMCMC:
                     last = (jnp.full((C,), accept_adapt), jnp.zeros(C, bool))
                 z = jax.vmap(kernel.position)(state)
                 stats = (t, jnp.median(sizes), accept, num_div, mean_potential(z, t))
-                return (z, sizes, last), stats
+                return (z, sizes, last), stats + ((z,) if keep else ())
 
             t_prev = jnp.concatenate([levels[:1], levels[:-1]])
             C = z0.shape[0]
@@ -428,7 +443,9 @@ class AnnealedMCMC:
                 label=f"annealed {kernel.name}",
                 enabled=self.progress_bar,
             )
-            level_stats = LevelStats(*stats)
+            level_stats = LevelStats(*stats[:5])
+            if keep:
+                samples_trajectory = stats[5]  # [L, C, D]
             t_final = levels[-1]
             positions, accepts, divs = z[None], last[0][None], last[1][None]
             if S > 1:
@@ -462,6 +479,8 @@ class AnnealedMCMC:
                 positions
             )
             samples["_flat"] = positions
+            if keep:
+                samples["_trajectory"] = samples_trajectory
             step_size = jnp.broadcast_to(sizes[:, None], positions.shape[:2])
             draw_stats = DrawStats(accepts.T, divs.T, lp, step_size)
             return samples, draw_stats, level_stats
@@ -478,7 +497,7 @@ class AnnealedMCMC:
         """Samples by site name: ``(num_chains, num_samples, ...)`` if ``group_by_chain``,
         else ``(num_chains * num_samples, ...)``."""
         self._require_run()
-        samples = {k: v for k, v in self._samples.items() if k != "_flat"}
+        samples = {k: v for k, v in self._samples.items() if not k.startswith("_")}
         if group_by_chain:
             return samples
         return {k: v.reshape((-1, *v.shape[2:])) for k, v in samples.items()}
@@ -492,6 +511,18 @@ class AnnealedMCMC:
             draws = {k: v.reshape(-1) for k, v in draws.items()}
         draws["levels"] = self._level_stats._asdict()
         return draws
+
+    def get_trajectory(self, site: str) -> tuple[Array, Array]:
+        """The levels ``(L,)`` and the site's unconstrained value at the end of each,
+        ``(L, num_chains, ...)``; needs ``keep_trajectory=True``."""
+        self._require_run()
+        if "_trajectory" not in self._samples:
+            raise RuntimeError("no trajectory was kept: build the sampler with keep_trajectory=True.")
+        unravel = self._unravel
+        values = jax.vmap(jax.vmap(unravel))(self._samples["_trajectory"])
+        if site not in values:
+            raise KeyError(f"no latent site {site!r}; the sites are {sorted(values)}.")
+        return self._level_stats.level, values[site]
 
     @property
     def level_stats(self) -> LevelStats:

@@ -1,0 +1,187 @@
+"""The main job: compose two trained 2D energy models and compare samplers.
+
+A ring of eight Gaussians and a vertical bar (Du et al.) are each a trained energy
+diffusion model. Their product is a NumPyro program, a ``diffusion_prior`` and a
+``diffusion_factor``. Reverse diffusion with summed scores and annealed MCMC sample
+it; the log-likelihood of each sample set under the true product density shows which
+one samples the composition.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from importlib import resources
+from typing import Any
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_diffusion.checkpoint import load
+from numpyro_diffusion.infer import AnnealedMCMC
+from numpyro_diffusion.models import DiffusionModel
+from numpyro_diffusion.primitives import diffusion_factor, diffusion_prior
+from numpyro_diffusion.toy2d import bar, grid_density, ring
+
+__all__ = ["load_demo_models", "run_demo", "product_model"]
+
+
+def load_demo_models(
+    retrain: bool = False, train_steps: int = 6000, progress_bar: bool = True
+) -> tuple[DiffusionModel, DiffusionModel]:
+    """The ring and bar energy models: the shipped checkpoints, or freshly trained."""
+    if retrain:
+        import optax
+
+        from numpyro_diffusion.networks import EnergyNetwork, ResidualMLP
+        from numpyro_diffusion.schedules import VPSchedule
+        from numpyro_diffusion.training import train
+
+        models = []
+        for i, toy in enumerate((ring(), bar())):
+            data = toy.sample(jax.random.PRNGKey(100 + i), 100_000)
+            models.append(
+                train(
+                    EnergyNetwork(ResidualMLP(hidden=64, num_blocks=3), form="dae"),
+                    data,
+                    schedule=VPSchedule.cosine(100),
+                    parameterization="energy",
+                    num_steps=train_steps,
+                    batch_size=1000,
+                    optimizer=optax.adam(1e-3),
+                    rng_key=jax.random.PRNGKey(i),
+                    ema_decay=0.999,
+                    progress_bar=progress_bar,
+                )
+            )
+        return models[0], models[1]
+    folder = resources.files("numpyro_diffusion") / "checkpoints"
+    with resources.as_file(folder / "ring.npz") as r, resources.as_file(folder / "bar.npz") as b:
+        return load(r), load(b)
+
+
+def product_model(ring_model: Any, bar_model: Any):
+    """The NumPyro program of the product ``ring x bar``."""
+
+    def model():
+        x = diffusion_prior("x", ring_model)
+        diffusion_factor("bar", bar_model, x)
+
+    return model
+
+
+def _row(name: str, sampler: AnnealedMCMC, seconds: float, truth) -> dict[str, Any]:
+    x = sampler.get_samples()["x"]
+    row = {
+        "method": name,
+        "log_lik": float(jnp.mean(truth.log_prob(x))),
+        "acceptance": float("nan"),
+        "r_hat": float("nan"),
+        "ess": float("nan"),
+        "divergences": sampler.num_divergent,
+        "seconds": seconds,
+    }
+    if sampler.kernel.needs_energy and sampler.steps_per_level > 0:
+        row["acceptance"] = float(np.nanmean(np.asarray(sampler.level_stats.acceptance_rate)))
+    if sampler.num_samples >= 4:
+        idata = sampler.to_arviz()
+        row["r_hat"] = float(az.rhat(idata)["x"].max())
+        row["ess"] = float(az.ess(idata)["x"].min())
+    return row
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'method':<34} {'log-lik (true)':>14} {'accept':>7} {'max R-hat':>9} "
+            f"{'min ESS':>8} {'diverg.':>7} {'time s':>7}")
+    lines = [head, "-" * len(head)]
+
+    def fmt(v, spec):
+        return "n/a" if isinstance(v, float) and np.isnan(v) else format(v, spec)
+
+    for r in rows:
+        lines.append(
+            f"{r['method']:<34} {fmt(r['log_lik'], '.3f'):>14} {fmt(r['acceptance'], '.2f'):>7} "
+            f"{fmt(r['r_hat'], '.3f'):>9} {fmt(r['ess'], '.0f'):>8} {r['divergences']:>7} "
+            f"{r['seconds']:>7.1f}"
+        )
+    return "\n".join(lines)
+
+
+def plot_demo(truth, samples: dict[str, np.ndarray], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 1 + len(samples), figsize=(4 * (1 + len(samples)), 4),
+                             constrained_layout=True)
+    lim = 1.2
+    extent = (truth.xs[0], truth.xs[-1], truth.xs[0], truth.xs[-1])
+    axes[0].imshow(np.exp(truth.log_density).T, origin="lower", extent=extent, cmap="magma")
+    axes[0].set_title("true product density")
+    for ax, (name, x) in zip(axes[1:], samples.items(), strict=True):
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4)
+        ax.set_title(name)
+    for ax in axes:
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_demo(
+    *,
+    chains: int = 1000,
+    levels: int = 50,
+    steps_per_level: int = 10,
+    kernel: str = "hmc",
+    seed: int = 0,
+    output: str = os.path.join("demo_output", "demo.png"),
+    retrain: bool = False,
+    train_steps: int = 6000,
+    progress_bar: bool = True,
+) -> list[dict[str, Any]]:
+    """Sample ring x bar by reverse diffusion and by annealed MCMC; print and plot."""
+    ring_model, bar_model = load_demo_models(retrain, train_steps, progress_bar)
+    model = product_model(ring_model, bar_model)
+    R, B = ring(), bar()
+    truth = grid_density(lambda x: R.log_prob(x) + B.log_prob(x))
+    key = jax.random.PRNGKey(seed)
+    runs = [
+        ("reverse diffusion (sum of scores)",
+         AnnealedMCMC(model, "ula", chains, steps_per_level=0, levels=levels,
+                      progress_bar=progress_bar)),
+        (f"annealed {kernel.upper()}",
+         AnnealedMCMC(model, kernel, chains, steps_per_level=steps_per_level, levels=levels,
+                      num_samples=4, progress_bar=progress_bar)),
+    ]
+    rows, clouds = [], {}
+    for name, sampler in runs:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # divergences are in the table
+            sampler.run(key)
+        jax.block_until_ready(sampler.get_samples())
+        rows.append(_row(name, sampler, time.perf_counter() - start, truth))
+        x = np.asarray(sampler.get_samples(group_by_chain=True)["x"][:, -1])
+        clouds[name] = x
+    print(f"\nProduct of two trained energy models (ring x bar), {chains} chains, "
+          f"{levels} levels, {steps_per_level} {kernel.upper()} steps per level")
+    print(format_table(rows))
+    reference = float(jnp.mean(truth.log_prob(_true_product_draws(R, B))))
+    print(f"(log-likelihood of exact draws from the product: {reference:.3f}; higher is better."
+          "\n R-hat compares the chains' last 4 draws: annealed chains settle in one mode each "
+          "at t = 0, so R-hat > 1 there says the chains do not hop modes at t = 0; the mode "
+          "weights come from the annealing, which the log-likelihood measures.)")
+    plot_demo(truth, clouds, output)
+    print(f"wrote {output}")
+    return rows
+
+
+def _true_product_draws(R, B, n: int = 2000) -> jax.Array:
+    x = R.sample(jax.random.PRNGKey(123), 40 * n)
+    accept = np.asarray(jnp.all(jnp.abs(x) <= jnp.array([0.2, 1.0]), axis=1))
+    return x[np.flatnonzero(accept)[:n]]
