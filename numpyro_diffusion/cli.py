@@ -34,19 +34,41 @@ def build_parser() -> argparse.ArgumentParser:
         "acceptance, R-hat, ESS, divergences) and write a PNG of both sample clouds.",
     )
     demo.add_argument("--chains", type=_positive, default=1000, help="chains (default 1000)")
-    demo.add_argument("--levels", type=_positive, default=50,
-                      help="noise levels walked, of the models' 100 (default 50)")
-    demo.add_argument("--steps-per-level", type=_positive, default=10,
-                      help="MCMC steps at each level (default 10)")
-    demo.add_argument("--kernel", choices=sorted(KERNELS), default="hmc",
-                      help="MCMC kernel of the annealed run (default hmc)")
+    demo.add_argument(
+        "--levels",
+        type=_positive,
+        default=50,
+        help="noise levels walked, of the models' 100 (default 50)",
+    )
+    demo.add_argument(
+        "--steps-per-level",
+        type=_positive,
+        default=10,
+        help="MCMC steps at each level (default 10)",
+    )
+    demo.add_argument(
+        "--kernel",
+        choices=sorted(KERNELS),
+        default="hmc",
+        help="MCMC kernel of the annealed run (default hmc)",
+    )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.add_argument("--output", default="demo_output/demo.png",
-                      help="where to write the PNG (default demo_output/demo.png)")
-    demo.add_argument("--retrain", action="store_true",
-                      help="train the two models now instead of loading the shipped ones")
-    demo.add_argument("--train-steps", type=_positive, default=6000,
-                      help="training steps per model with --retrain (default 6000)")
+    demo.add_argument(
+        "--output",
+        default="demo_output/demo.png",
+        help="where to write the PNG (default demo_output/demo.png)",
+    )
+    demo.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the two models now instead of loading the shipped ones",
+    )
+    demo.add_argument(
+        "--train-steps",
+        type=_positive,
+        default=6000,
+        help="training steps per model with --retrain (default 6000)",
+    )
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 

@@ -94,8 +94,10 @@ def _row(name: str, sampler: AnnealedMCMC, seconds: float, truth) -> dict[str, A
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'method':<34} {'log-lik (true)':>14} {'accept':>7} {'max R-hat':>9} "
-            f"{'min ESS':>8} {'diverg.':>7} {'time s':>7}")
+    head = (
+        f"{'method':<34} {'log-lik (true)':>14} {'accept':>7} {'max R-hat':>9} "
+        f"{'min ESS':>8} {'diverg.':>7} {'time s':>7}"
+    )
     lines = [head, "-" * len(head)]
 
     def fmt(v, spec):
@@ -116,8 +118,9 @@ def plot_demo(truth, samples: dict[str, np.ndarray], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 1 + len(samples), figsize=(4 * (1 + len(samples)), 4),
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, 1 + len(samples), figsize=(4 * (1 + len(samples)), 4), constrained_layout=True
+    )
     lim = 1.2
     extent = (truth.xs[0], truth.xs[-1], truth.xs[0], truth.xs[-1])
     axes[0].imshow(np.exp(truth.log_density).T, origin="lower", extent=extent, cmap="magma")
@@ -151,12 +154,24 @@ def run_demo(
     truth = grid_density(lambda x: R.log_prob(x) + B.log_prob(x))
     key = jax.random.PRNGKey(seed)
     runs = [
-        ("reverse diffusion (sum of scores)",
-         AnnealedMCMC(model, "ula", chains, steps_per_level=0, levels=levels,
-                      progress_bar=progress_bar)),
-        (f"annealed {kernel.upper()}",
-         AnnealedMCMC(model, kernel, chains, steps_per_level=steps_per_level, levels=levels,
-                      num_samples=4, progress_bar=progress_bar)),
+        (
+            "reverse diffusion (sum of scores)",
+            AnnealedMCMC(
+                model, "ula", chains, steps_per_level=0, levels=levels, progress_bar=progress_bar
+            ),
+        ),
+        (
+            f"annealed {kernel.upper()}",
+            AnnealedMCMC(
+                model,
+                kernel,
+                chains,
+                steps_per_level=steps_per_level,
+                levels=levels,
+                num_samples=4,
+                progress_bar=progress_bar,
+            ),
+        ),
     ]
     rows, clouds = [], {}
     for name, sampler in runs:
@@ -168,14 +183,18 @@ def run_demo(
         rows.append(_row(name, sampler, time.perf_counter() - start, truth))
         x = np.asarray(sampler.get_samples(group_by_chain=True)["x"][:, -1])
         clouds[name] = x
-    print(f"\nProduct of two trained energy models (ring x bar), {chains} chains, "
-          f"{levels} levels, {steps_per_level} {kernel.upper()} steps per level")
+    print(
+        f"\nProduct of two trained energy models (ring x bar), {chains} chains, "
+        f"{levels} levels, {steps_per_level} {kernel.upper()} steps per level"
+    )
     print(format_table(rows))
     reference = float(jnp.mean(truth.log_prob(_true_product_draws(R, B))))
-    print(f"(log-likelihood of exact draws from the product: {reference:.3f}; higher is better."
-          "\n R-hat compares the chains' last 4 draws: annealed chains settle in one mode each "
-          "at t = 0, so R-hat > 1 there says the chains do not hop modes at t = 0; the mode "
-          "weights come from the annealing, which the log-likelihood measures.)")
+    print(
+        f"(log-likelihood of exact draws from the product: {reference:.3f}; higher is better."
+        "\n R-hat compares the chains' last 4 draws: annealed chains settle in one mode each "
+        "at t = 0, so R-hat > 1 there says the chains do not hop modes at t = 0; the mode "
+        "weights come from the annealing, which the log-likelihood measures.)"
+    )
     plot_demo(truth, clouds, output)
     print(f"wrote {output}")
     return rows

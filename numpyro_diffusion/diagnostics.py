@@ -114,8 +114,9 @@ def plot_sample_clouds(
             idx.append(int(where[0]))
     if lim is None:
         lim = 1.05 * float(np.percentile(np.abs(values[idx]), 99.5))
-    fig, axes = plt.subplots(1, len(idx), figsize=(3 * len(idx), 3.1), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(idx), figsize=(3 * len(idx), 3.1), squeeze=False, constrained_layout=True
+    )
     for ax, i in zip(axes[0], idx, strict=True):
         pts = values[i][:max_points]
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)

@@ -156,9 +156,7 @@ class UNet(nn.Module):
                 h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
                 h = nn.Conv(c, (3, 3))(h)
         h = nn.swish(nn.GroupNorm(_groups(h.shape[-1]))(h))
-        return nn.Conv(
-            x.shape[-1], (3, 3), kernel_init=_output_init(self.zero_init_output)
-        )(h)
+        return nn.Conv(x.shape[-1], (3, 3), kernel_init=_output_init(self.zero_init_output))(h)
 
 
 class EnergyNetwork(nn.Module):

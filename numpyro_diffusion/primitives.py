@@ -118,9 +118,7 @@ class DiffusionPrior(dist.Distribution):
     arg_constraints: dict = {}
     pytree_aux_fields = ("model", "cond", "t")
 
-    def __init__(
-        self, model: Diffusion, cond: Any = None, t: ArrayLike = 0, *, validate_args=None
-    ):
+    def __init__(self, model: Diffusion, cond: Any = None, t: ArrayLike = 0, *, validate_args=None):
         if not isinstance(model, Diffusion):
             raise TypeError(
                 f"diffusion sites take a diffusion model (the Diffusion interface), got "
@@ -186,6 +184,4 @@ def diffusion_factor(
     A negative ``weight`` is allowed (negation); NumPyro's ``handlers.scale``
     refuses those, so this is a signed factor. Returns ``x``.
     """
-    return numpyro.sample(
-        name, DiffusionFactor(model, cond, current_noise_level(), weight), obs=x
-    )
+    return numpyro.sample(name, DiffusionFactor(model, cond, current_noise_level(), weight), obs=x)

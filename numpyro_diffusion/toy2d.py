@@ -60,9 +60,7 @@ def _outer_log_prob(x):
     return -0.5 * jnp.sum(x**2, -1) / OUTER_STD**2 - np.log(2 * np.pi * OUTER_STD**2)
 
 
-def box(
-    center: Sequence[float] = (0.0, 0.0), half_widths: Sequence[float] = (0.2, 1.0)
-) -> Toy2D:
+def box(center: Sequence[float] = (0.0, 0.0), half_widths: Sequence[float] = (0.2, 1.0)) -> Toy2D:
     """Uniform on an axis-aligned rectangle; the log-density gives 1 % to a wide Gaussian."""
     c = jnp.asarray(center, jnp.float32)
     h = jnp.asarray(half_widths, jnp.float32)
@@ -90,6 +88,18 @@ class GridDensity(NamedTuple):
     log_prob: Callable[[Array], Array]
     xs: np.ndarray  # [G] grid coordinates along each axis
     log_density: np.ndarray  # [G, G] normalised log-density on the grid
+
+    def sample(self, rng_key: Array, n: int) -> Array:
+        """Reference draws ``(n, 2)``: a grid cell by its mass, then uniform inside it."""
+        k_cell, k_jitter = jax.random.split(rng_key)
+        p = np.exp(self.log_density.ravel() - self.log_density.max())
+        cdf = jnp.asarray(np.cumsum(p) / p.sum())
+        cell = jnp.searchsorted(cdf, jax.random.uniform(k_cell, (n,)))
+        cell = jnp.minimum(cell, cdf.shape[0] - 1)
+        i, j = jnp.divmod(cell, self.log_density.shape[1])
+        h = self.xs[1] - self.xs[0]
+        centre = jnp.stack([jnp.asarray(self.xs)[i], jnp.asarray(self.xs)[j]], 1)
+        return centre + h * jax.random.uniform(k_jitter, (n, 2), minval=-0.5, maxval=0.5)
 
 
 def grid_density(

@@ -52,8 +52,10 @@ def main() -> None:
         model = train_demo_model(toy, jax.random.PRNGKey(args.seed * 100 + i), args.steps)
         path = os.path.join(args.out, f"{name}.npz")
         save(path, model)
-        print(f"{name}: final loss {model.training_losses[-500:].mean():.4f}, "
-              f"{time.perf_counter() - start:.0f} s -> {path}")
+        print(
+            f"{name}: final loss {model.training_losses[-500:].mean():.4f}, "
+            f"{time.perf_counter() - start:.0f} s -> {path}"
+        )
 
 
 if __name__ == "__main__":

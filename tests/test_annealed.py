@@ -60,15 +60,17 @@ def test_mcmc_samples_the_product_and_reverse_diffusion_does_not(product_truth):
     """Du et al.'s central claim, with no training noise: summed scores are not enough."""
     tv = {}
     for name in ("mala", "hmc"):
-        sampler = AnnealedMCMC(ring_times_bar, name, num_chains=2000, steps_per_level=20,
-                               progress_bar=False)
+        sampler = AnnealedMCMC(
+            ring_times_bar, name, num_chains=2000, steps_per_level=20, progress_bar=False
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sampler.run(KEY)
         tv[name] = component_tv(sampler, product_truth)
         assert sampler.num_divergent < 1e-3 * 2000 * 100 * 20  # rare, rejected, counted
-    baseline = AnnealedMCMC(ring_times_bar, "ula", num_chains=2000, steps_per_level=0,
-                            progress_bar=False)
+    baseline = AnnealedMCMC(
+        ring_times_bar, "ula", num_chains=2000, steps_per_level=0, progress_bar=False
+    )
     baseline.run(KEY)
     tv["reverse"] = component_tv(baseline, product_truth)
     assert tv["mala"] < 0.05 and tv["hmc"] < 0.05, tv
@@ -76,8 +78,9 @@ def test_mcmc_samples_the_product_and_reverse_diffusion_does_not(product_truth):
 
 
 # A single mixture at t = 0, moments known exactly.
-SINGLE = GaussianMixtureDiffusion([[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.3], [0.3, 0.2]],
-                                  weights=[0.4, 0.6], schedule=S)
+SINGLE = GaussianMixtureDiffusion(
+    [[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.3], [0.3, 0.2]], weights=[0.4, 0.6], schedule=S
+)
 
 
 def exact_moments(model, t=0):
@@ -89,11 +92,13 @@ def exact_moments(model, t=0):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, step_size", [("mala", None), ("hmc", None), ("ula", 1e-3),
-                                             ("uhmc", 2e-3)])
+@pytest.mark.parametrize(
+    "name, step_size", [("mala", None), ("hmc", None), ("ula", 1e-3), ("uhmc", 2e-3)]
+)
 def test_each_kernel_recovers_a_mixture(name, step_size):
-    sampler = AnnealedMCMC(SINGLE, name, num_chains=2000, steps_per_level=10,
-                           step_size=step_size, progress_bar=False)
+    sampler = AnnealedMCMC(
+        SINGLE, name, num_chains=2000, steps_per_level=10, step_size=step_size, progress_bar=False
+    )
     sampler.run(KEY)
     mean, cov = exact_moments(SINGLE)
     assert_moments(sampler.get_samples()["x"], mean, cov)
@@ -104,8 +109,7 @@ def test_classifier_free_guidance_samples_the_tilted_density():
     w = 1.0
     model = guided(SINGLE, 0, w)
     mean, cov = grid_moments(jax.vmap(lambda x: -model.energy(x, 0)))
-    sampler = AnnealedMCMC(model, "hmc", num_chains=2000, steps_per_level=10,
-                           progress_bar=False)
+    sampler = AnnealedMCMC(model, "hmc", num_chains=2000, steps_per_level=10, progress_bar=False)
     sampler.run(KEY)
     assert_moments(sampler.get_samples()["x"], mean, cov)
 
@@ -122,8 +126,9 @@ def observed(y):
 
 @pytest.mark.slow
 def test_posterior_with_unknown_noise_matches_nuts():
-    sampler = AnnealedMCMC(observed, "hmc", num_chains=1000, steps_per_level=10,
-                           num_samples=4, progress_bar=False)
+    sampler = AnnealedMCMC(
+        observed, "hmc", num_chains=1000, steps_per_level=10, num_samples=4, progress_bar=False
+    )
     sampler.run(KEY, Y)
     ours = sampler.get_samples()
 
@@ -131,8 +136,14 @@ def test_posterior_with_unknown_noise_matches_nuts():
         with noise_level(0):
             observed(y)
 
-    nuts = MCMC(NUTS(at_zero), num_warmup=500, num_samples=2000, num_chains=4,
-                chain_method="vectorized", progress_bar=False)
+    nuts = MCMC(
+        NUTS(at_zero),
+        num_warmup=500,
+        num_samples=2000,
+        num_chains=4,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     nuts.run(jax.random.PRNGKey(1), Y)
     ref = nuts.get_samples(group_by_chain=True)
     from numpyro.diagnostics import effective_sample_size
@@ -150,8 +161,15 @@ def test_posterior_with_unknown_noise_matches_nuts():
 
 @pytest.fixture(scope="module")
 def small_run():
-    sampler = AnnealedMCMC(SINGLE, "mala", num_chains=64, steps_per_level=4, levels=20,
-                           num_samples=3, progress_bar=False)
+    sampler = AnnealedMCMC(
+        SINGLE,
+        "mala",
+        num_chains=64,
+        steps_per_level=4,
+        levels=20,
+        num_samples=3,
+        progress_bar=False,
+    )
     sampler.run(KEY)
     return sampler
 
@@ -188,15 +206,29 @@ def test_sharded_equals_vectorized():
     assert jax.device_count() == 4
     runs = {}
     for method in ("vectorized", "sharded"):
-        sampler = AnnealedMCMC(SINGLE, "hmc", num_chains=16, steps_per_level=4, levels=10,
-                               chain_method=method, progress_bar=False)
+        sampler = AnnealedMCMC(
+            SINGLE,
+            "hmc",
+            num_chains=16,
+            steps_per_level=4,
+            levels=10,
+            chain_method=method,
+            progress_bar=False,
+        )
         sampler.run(KEY)
         runs[method] = np.asarray(sampler.get_samples()["x"])
     # the same per-chain keys and arithmetic; only XLA's fusion differs (float rounding)
     np.testing.assert_allclose(runs["sharded"], runs["vectorized"], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="divisible by the number of devices"):
-        AnnealedMCMC(SINGLE, "hmc", num_chains=6, steps_per_level=1, levels=3,
-                     chain_method="sharded", progress_bar=False).run(KEY)
+        AnnealedMCMC(
+            SINGLE,
+            "hmc",
+            num_chains=6,
+            steps_per_level=1,
+            levels=3,
+            chain_method="sharded",
+            progress_bar=False,
+        ).run(KEY)
 
 
 def broken(threshold):
@@ -207,8 +239,15 @@ def broken(threshold):
 
 @pytest.mark.parametrize("name", ["mala", "ula"])
 def test_a_broken_potential_gives_counted_divergences_not_nan_samples(name):
-    sampler = AnnealedMCMC(broken, name, num_chains=64, steps_per_level=6, levels=20,
-                           step_size=0.05 if name == "ula" else None, progress_bar=False)
+    sampler = AnnealedMCMC(
+        broken,
+        name,
+        num_chains=64,
+        steps_per_level=6,
+        levels=20,
+        step_size=0.05 if name == "ula" else None,
+        progress_bar=False,
+    )
     with pytest.warns(UserWarning, match="divergent transitions"):
         sampler.run(KEY, 0.8)
     assert sampler.num_divergent > 0
@@ -227,8 +266,9 @@ def test_metropolis_kernels_refuse_score_only_models_before_compiling():
     with pytest.raises(EnergyUnavailableError, match="uhmc"):
         sampler.run(KEY)
     assert sampler.num_traces == 0
-    ok = AnnealedMCMC(model, "ula", num_chains=8, steps_per_level=2, levels=5,
-                      step_size=1e-3, progress_bar=False)
+    ok = AnnealedMCMC(
+        model, "ula", num_chains=8, steps_per_level=2, levels=5, step_size=1e-3, progress_bar=False
+    )
     ok.run(KEY)
     assert np.all(np.isnan(np.asarray(ok.get_extra_fields()["lp"])))
 
@@ -262,8 +302,15 @@ def test_bad_sampler_arguments(kwargs, message):
     ],
 )
 def test_bad_levels_and_step_sizes(levels, step_size, message):
-    sampler = AnnealedMCMC(SINGLE, "mala", num_chains=2, steps_per_level=1, levels=levels,
-                           step_size=step_size, progress_bar=False)
+    sampler = AnnealedMCMC(
+        SINGLE,
+        "mala",
+        num_chains=2,
+        steps_per_level=1,
+        levels=levels,
+        step_size=step_size,
+        progress_bar=False,
+    )
     with pytest.raises(ValueError, match=message):
         sampler.run(KEY)
 

@@ -32,8 +32,9 @@ MODELS = [
 
 
 @pytest.mark.parametrize("network, event_shape, parameterization, schedule", MODELS)
-def test_round_trip_rebuilds_the_same_model(tmp_path, network, event_shape, parameterization,
-                                             schedule):
+def test_round_trip_rebuilds_the_same_model(
+    tmp_path, network, event_shape, parameterization, schedule
+):
     model = make_model(network, event_shape, parameterization, schedule)
     path = tmp_path / "model.npz"
     save(path, model)

@@ -44,8 +44,11 @@ def test_product_adds_energies_and_eps(t):
 @pytest.mark.parametrize("t", LEVELS)
 def test_mixture_energy_is_the_logsumexp(t):
     m = mixture([A, B], [0.3, 0.7])
-    lp = jax.vmap(lambda x: logsumexp(jnp.array(
-        [jnp.log(0.3) + A.log_prob(x, t), jnp.log(0.7) + B.log_prob(x, t)])))(XS)
+    lp = jax.vmap(
+        lambda x: logsumexp(
+            jnp.array([jnp.log(0.3) + A.log_prob(x, t), jnp.log(0.7) + B.log_prob(x, t)])
+        )
+    )(XS)
     np.testing.assert_allclose(energies(m, t), -lp, rtol=1e-5)
     x = XS[0]
     np.testing.assert_allclose(m.score(x, t), jax.grad(lambda y: -m.energy(y, t))(x), rtol=1e-4)
@@ -54,10 +57,12 @@ def test_mixture_energy_is_the_logsumexp(t):
 @pytest.mark.parametrize("t", LEVELS)
 def test_negation(t):
     n = negation(A, B, 0.3)
-    np.testing.assert_allclose(energies(n, t), 1.3 * energies(A, t) - 0.3 * energies(B, t),
-                               rtol=1e-5)
-    np.testing.assert_allclose(n.eps(XS[2], t), 1.3 * A.eps(XS[2], t) - 0.3 * B.eps(XS[2], t),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        energies(n, t), 1.3 * energies(A, t) - 0.3 * energies(B, t), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        n.eps(XS[2], t), 1.3 * A.eps(XS[2], t) - 0.3 * B.eps(XS[2], t), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("t", LEVELS)
@@ -78,8 +83,9 @@ def test_classifier_guidance_adds_the_noise_aware_log_likelihood():
     log_lik = lambda x, t: B.log_prob(x, t)  # noqa: E731
     c = classifier_guided(A, log_lik, 2.0)
     t = 7
-    np.testing.assert_allclose(energies(c, t), energies(A, t) - 2.0 * jax.vmap(log_lik, (0, None))(XS, t),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        energies(c, t), energies(A, t) - 2.0 * jax.vmap(log_lik, (0, None))(XS, t), rtol=1e-5
+    )
     x = XS[1]
     np.testing.assert_allclose(c.score(x, t), A.score(x, t) + 2.0 * B.score(x, t), rtol=1e-4)
 
@@ -101,7 +107,9 @@ def test_score_only_models_compose_by_score_arithmetic():
 
 
 def test_refusals_of_incompatible_models():
-    other_schedule = GaussianMixtureDiffusion([[0.0, 0.0]], [[1.0, 1.0]], schedule=VPSchedule.cosine(60))
+    other_schedule = GaussianMixtureDiffusion(
+        [[0.0, 0.0]], [[1.0, 1.0]], schedule=VPSchedule.cosine(60)
+    )
     with pytest.raises(ValueError, match="share one noise schedule"):
         product(A, other_schedule)
     three_d = GaussianMixtureDiffusion([[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], schedule=S)

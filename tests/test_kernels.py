@@ -38,9 +38,7 @@ def test_ula_has_its_exact_stationary_variance():
 
 def test_uhmc_samples_the_gaussian_with_small_steps():
     kernel = uhmc.build_kernel(num_integration_steps=3, damping=0.5)
-    state, _ = run_chains(
-        lambda k, x: uhmc.init(k, x, grad), lambda k, s: kernel(k, s, grad, 0.05)
-    )
+    state, _ = run_chains(lambda k, x: uhmc.init(k, x, grad), lambda k, s: kernel(k, s, grad, 0.05))
     x = np.asarray(state.position).ravel()
     se = np.sqrt(2 * SD**4 / x.size)
     assert abs(x.mean()) < 4 * SD / np.sqrt(x.size)
@@ -70,7 +68,8 @@ def test_non_finite_proposals_are_rejected_and_counted(name):
     state, infos = run_chains(
         lambda key, x: k.init(key, x, target, 1.0),
         lambda key, s: k.step(key, s, target, 0.3, 1.0),
-        n_chains=200, n_steps=50,
+        n_chains=200,
+        n_steps=50,
     )
     assert bool(jnp.all(jnp.isfinite(k.position(state))))
     assert int(infos.is_divergent.sum()) > 0

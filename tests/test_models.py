@@ -2,8 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from exact_networks import ExactGaussianNet
+
 from numpyro_diffusion import DiffusionModel, EnergyUnavailableError, VPSchedule
 
 SCHEDULE = VPSchedule.cosine(100)
@@ -37,7 +37,8 @@ def test_energy_is_the_log_density_up_to_a_constant():
     var = float(SCHEDULE.alpha_bars[t]) * STD**2 + float(SCHEDULE.sigmas[t]) ** 2
     x, y = jnp.array([0.1, 0.2, 0.3]), jnp.array([-1.0, 0.5, 2.0])
     np.testing.assert_allclose(
-        model.energy(y, t) - model.energy(x, t), (jnp.sum(y**2) - jnp.sum(x**2)) / (2 * var),
+        model.energy(y, t) - model.energy(x, t),
+        (jnp.sum(y**2) - jnp.sum(x**2)) / (2 * var),
         rtol=1e-4,
     )
 

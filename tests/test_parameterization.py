@@ -27,8 +27,11 @@ def test_conversions_round_trip(x, eps, t, parameterization):
 
 
 @settings(max_examples=100, deadline=None)
-@given(x0=st.lists(floats, min_size=2, max_size=2), eps=st.lists(floats, min_size=2, max_size=2),
-       t=st.integers(0, 999))
+@given(
+    x0=st.lists(floats, min_size=2, max_size=2),
+    eps=st.lists(floats, min_size=2, max_size=2),
+    t=st.integers(0, 999),
+)
 def test_targets_are_the_definitions(x0, eps, t):
     """x_t = sqrt(abar) x0 + sigma eps: each parameterization's target is what it names."""
     x0, eps = np.asarray(x0), np.asarray(eps)

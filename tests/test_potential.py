@@ -36,7 +36,9 @@ def test_prior_plus_factor_equals_the_exact_energies_under_jit():
             np.testing.assert_allclose(u(z, jnp.asarray(t)), expected, rtol=1e-5)
             np.testing.assert_allclose(
                 jax.jit(pot.grad_fn)(z, jnp.asarray(t)),
-                -(A.score(z, t) - 0.3 * B.score(z, t)), rtol=1e-4, atol=1e-5,
+                -(A.score(z, t) - 0.3 * B.score(z, t)),
+                rtol=1e-4,
+                atol=1e-5,
             )
     np.testing.assert_array_equal(pot.diffusion_mask, [True, True])
 
@@ -100,5 +102,6 @@ def test_sites_on_different_schedules_are_refused():
 
 def test_a_bare_diffusion_model_is_a_one_site_program():
     pot = annealed_potential(A)
-    np.testing.assert_allclose(pot.potential_fn(jnp.ones(2), 4), A.energy(jnp.ones(2), 4),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        pot.potential_fn(jnp.ones(2), 4), A.energy(jnp.ones(2), 4), rtol=1e-6
+    )

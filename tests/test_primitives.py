@@ -20,8 +20,9 @@ from numpyro_diffusion import (
 from numpyro_diffusion.primitives import DiffusionPrior, gradient_only
 
 S = VPSchedule.cosine(50)
-A = GaussianMixtureDiffusion([[0.0, 1.0], [1.0, -1.0]], [[0.3, 0.3], [0.5, 0.2]],
-                             weights=[0.4, 0.6], schedule=S)
+A = GaussianMixtureDiffusion(
+    [[0.0, 1.0], [1.0, -1.0]], [[0.3, 0.3], [0.5, 0.2]], weights=[0.4, 0.6], schedule=S
+)
 B = GaussianMixtureDiffusion([[0.5, 0.0]], [[1.0, 0.4]], schedule=S)
 
 

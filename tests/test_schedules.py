@@ -9,7 +9,9 @@ def test_linear_matches_definition():
     assert s.num_steps == 1000
     np.testing.assert_allclose(np.asarray(s.betas)[[0, -1]], [1e-4, 2e-2], rtol=1e-6)
     np.testing.assert_allclose(s.alphas, 1 - np.asarray(s.betas), rtol=1e-6)
-    np.testing.assert_allclose(s.alpha_bars, np.cumprod(1 - np.linspace(1e-4, 2e-2, 1000)), rtol=1e-5)
+    np.testing.assert_allclose(
+        s.alpha_bars, np.cumprod(1 - np.linspace(1e-4, 2e-2, 1000)), rtol=1e-5
+    )
     np.testing.assert_allclose(np.asarray(s.sigmas) ** 2, 1 - np.asarray(s.alpha_bars), atol=1e-6)
     assert float(s.alpha_bars[-1]) < 1e-4
 
@@ -47,7 +49,11 @@ def test_short_linear_schedule_warns_that_it_is_not_noise():
 
 
 def test_config_round_trip_and_equality():
-    for s in (VPSchedule.linear(50, 1e-3, 0.3), VPSchedule.cosine(64), VPSchedule([0.1, 0.5, 0.99])):
+    for s in (
+        VPSchedule.linear(50, 1e-3, 0.3),
+        VPSchedule.cosine(64),
+        VPSchedule([0.1, 0.5, 0.99]),
+    ):
         assert VPSchedule.from_config(s.to_config()) == s
     assert VPSchedule.cosine(64) != VPSchedule.cosine(65)
 

@@ -55,9 +55,17 @@ def _short_run(key, parameterization="eps", **kwargs):
     data, labels = two_blobs(256)
     net = kwargs.pop("network", ResidualMLP(hidden=16, num_blocks=1))
     return train(
-        net, data, schedule=SCHEDULE, parameterization=parameterization, num_steps=30,
-        batch_size=32, optimizer=optax.adam(1e-3), rng_key=key, progress_bar=False,
-        steps_per_call=7, **kwargs,
+        net,
+        data,
+        schedule=SCHEDULE,
+        parameterization=parameterization,
+        num_steps=30,
+        batch_size=32,
+        optimizer=optax.adam(1e-3),
+        rng_key=key,
+        progress_bar=False,
+        steps_per_call=7,
+        **kwargs,
     )
 
 
@@ -80,8 +88,10 @@ def test_every_parameterization_trains(parameterization):
 def test_class_conditional_training_with_label_dropout():
     _, labels = two_blobs(256)
     model = _short_run(
-        jax.random.PRNGKey(0), network=ResidualMLP(hidden=16, num_blocks=1, num_classes=2),
-        labels=labels, p_uncond=0.2,
+        jax.random.PRNGKey(0),
+        network=ResidualMLP(hidden=16, num_blocks=1, num_classes=2),
+        labels=labels,
+        p_uncond=0.2,
     )
     x = jnp.zeros(2)
     assert model.eps(x, 5, cond=1).shape == (2,)
@@ -106,6 +116,7 @@ def test_bad_training_arguments(kwargs, message):
 def test_labels_out_of_range():
     with pytest.raises(ValueError, match="labels must lie in 0 .. 1"):
         _short_run(
-            jax.random.PRNGKey(0), network=ResidualMLP(hidden=8, num_blocks=1, num_classes=2),
+            jax.random.PRNGKey(0),
+            network=ResidualMLP(hidden=8, num_blocks=1, num_classes=2),
             labels=np.full(256, 5),
         )

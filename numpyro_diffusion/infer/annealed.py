@@ -25,6 +25,9 @@ __all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "BETA_STEP_FACTORS"]
 # the mass matrix beta_t I there.
 BETA_STEP_FACTORS = {"ula": 2.0, "mala": 0.035, "hmc": 0.1, "uhmc": 0.1}
 _BETA_MASS = ("hmc", "uhmc")
+# The "sigma" rule: Langevin steps scale with the level's variance sigma_t^2,
+# leapfrog steps with sigma_t (positions move by about sqrt(2 h) and eps v).
+SIGMA_STEP_RULES = {"ula": (0.05, 2), "mala": (0.05, 2), "hmc": (0.1, 1), "uhmc": (0.1, 1)}
 _INITIAL_ADAPT_STEP = {"mala": 0.5, "hmc": 0.3}
 PREDICTORS = (None, "ddpm", "guided")
 CHAIN_METHODS = ("vectorized", "sharded")
@@ -82,9 +85,11 @@ class AnnealedMCMC:
         ``None`` for every schedule level, an int ``n`` for ``n`` evenly spaced
         levels, or a strictly decreasing sequence of levels (0 is appended if missing).
     step_size
-        A float (fixed), a ``(L,)`` array (one per level), ``"beta"`` (Du et al.'s
-        schedule proportional to ``beta_t``, with mass ``beta_t`` for HMC / U-HMC), or
-        ``None``: adaptation for MALA / HMC, ``"beta"`` for ULA / U-HMC.
+        A float (fixed), a ``(L,)`` array (one per level), ``"sigma"`` (``0.05
+        sigma_t^2`` for ULA / MALA, ``0.1 sigma_t`` for the leapfrog kernels), ``"beta"``
+        (Du et al.'s image-code rule proportional to ``beta_t``, with mass ``beta_t`` for
+        HMC / U-HMC; made for linear schedules with ``beta_t <= 0.02``), or ``None``:
+        adaptation for MALA / HMC, ``"sigma"`` for ULA / U-HMC.
     target_accept
         Target of per-level dual-averaging adaptation (MALA 0.57, HMC 0.65 by
         default); giving it turns adaptation on, starting from ``step_size`` if a float.
@@ -150,9 +155,7 @@ class AnnealedMCMC:
         _check_int("steps_per_level", steps_per_level, 0)
         _check_int("num_samples", num_samples, 1)
         if predictor not in PREDICTORS:
-            raise ValueError(
-                f"unknown predictor {predictor!r}; expected 'ddpm', 'guided' or None."
-            )
+            raise ValueError(f"unknown predictor {predictor!r}; expected 'ddpm', 'guided' or None.")
         if chain_method not in CHAIN_METHODS:
             raise ValueError(
                 f"unknown chain_method {chain_method!r}; expected one of "
@@ -172,10 +175,12 @@ class AnnealedMCMC:
             raise ValueError(
                 f"step-size adaptation needs a Metropolis kernel ('mala' or 'hmc'); "
                 f"'{kernel}' has no acceptance to adapt to. Give step_size (a float, an "
-                "array of one per level, or 'beta')."
+                "array of one per level, 'sigma' or 'beta')."
             )
-        if isinstance(step_size, str) and step_size != "beta":
-            raise ValueError(f"unknown step_size {step_size!r}; expected a number, array or 'beta'.")
+        if isinstance(step_size, str) and step_size not in ("beta", "sigma"):
+            raise ValueError(
+                f"unknown step_size {step_size!r}; expected a number, an array, 'sigma' or 'beta'."
+            )
         if isinstance(step_size, (int, float)) and not step_size > 0:
             raise ValueError(f"step_size must be positive, got {step_size}.")
         self.model = model
@@ -184,8 +189,8 @@ class AnnealedMCMC:
         self.levels = levels
         self.step_size = step_size
         self.adapt = adapting
-        self.target_accept = target_accept if target_accept is not None else (
-            self.kernel.target_accept
+        self.target_accept = (
+            target_accept if target_accept is not None else (self.kernel.target_accept)
         )
         self.predictor = predictor
         self.num_samples = int(num_samples)
@@ -228,11 +233,14 @@ class AnnealedMCMC:
         inverse_mass = np.ones_like(betas)
         s = self.step_size
         if s is None and not self.adapt:
-            s = "beta"
-        if isinstance(s, str):
+            s = "sigma"
+        if isinstance(s, str) and s == "beta":
             steps = BETA_STEP_FACTORS[self.kernel.name] * betas
             if self.kernel.name in _BETA_MASS:
                 inverse_mass = 1.0 / betas
+        elif isinstance(s, str):  # "sigma"
+            factor, power = SIGMA_STEP_RULES[self.kernel.name]
+            steps = factor * np.asarray(schedule.sigmas)[levels] ** power
         elif s is None:
             steps = np.full_like(betas, _INITIAL_ADAPT_STEP[self.kernel.name])
         else:
@@ -323,7 +331,9 @@ class AnnealedMCMC:
         mask = family.diffusion_mask
         K, K_adapt, S = self.steps_per_level, self.num_adapt_steps, self.num_samples
         adapt, predictor, keep = self.adapt, self.predictor, self.keep_trajectory
-        da_init, da_update, da_final = dual_averaging_adaptation(self.target_accept, gamma=self.da_gamma)
+        da_init, da_update, da_final = dual_averaging_adaptation(
+            self.target_accept, gamma=self.da_gamma
+        )
         has_energy = family.has_energy
 
         def rebuild(dyn_leaves):
@@ -372,9 +382,7 @@ class AnnealedMCMC:
                 i, (t, t_prev, base_step, inv_mass) = i_x
                 z, last_step, last_info = carry
                 C = z.shape[0]
-                keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, i), 3))(
-                    chain_keys
-                )
+                keys = jax.vmap(lambda k: jax.random.split(jax.random.fold_in(k, i), 3))(chain_keys)
                 k_pred, k_init, k_steps = keys[:, 0], keys[:, 1], keys[:, 2]
                 num_div = jnp.zeros((), jnp.int32)
                 if predictor is not None:
@@ -517,7 +525,9 @@ class AnnealedMCMC:
         ``(L, num_chains, ...)``; needs ``keep_trajectory=True``."""
         self._require_run()
         if "_trajectory" not in self._samples:
-            raise RuntimeError("no trajectory was kept: build the sampler with keep_trajectory=True.")
+            raise RuntimeError(
+                "no trajectory was kept: build the sampler with keep_trajectory=True."
+            )
         unravel = self._unravel
         values = jax.vmap(jax.vmap(unravel))(self._samples["_trajectory"])
         if site not in values:

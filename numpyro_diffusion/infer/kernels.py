@@ -126,7 +126,9 @@ class uhmc:
                 return (x, v, g), None
 
             (x, v, g), _ = jax.lax.scan(
-                leapfrog, (state.position, v, state.logdensity_grad), None,
+                leapfrog,
+                (state.position, v, state.logdensity_grad),
+                None,
                 length=num_integration_steps,
             )
             ok = _all_finite(x, v, g)
@@ -215,14 +217,16 @@ def _hmc_kernel(
     def step(rng_key, state, target, step_size, inverse_mass):
         inverse_mass_matrix = jnp.broadcast_to(inverse_mass, state.position.shape)
         new, info = kernel(
-            rng_key, state, target.logdensity_fn, step_size, inverse_mass_matrix,
+            rng_key,
+            state,
+            target.logdensity_fn,
+            step_size,
+            inverse_mass_matrix,
             num_integration_steps,
         )
         return _guard(state, new, info.acceptance_rate, info.is_divergent)
 
-    return LevelKernel(
-        "hmc", True, 0.65, num_integration_steps, init, step, lambda s: s.position
-    )
+    return LevelKernel("hmc", True, 0.65, num_integration_steps, init, step, lambda s: s.position)
 
 
 def _ula_kernel(**unused: Any) -> LevelKernel:
@@ -252,9 +256,7 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
         return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
 
-    return LevelKernel(
-        "uhmc", False, None, num_integration_steps, init, step, lambda s: s.position
-    )
+    return LevelKernel("uhmc", False, None, num_integration_steps, init, step, lambda s: s.position)
 
 
 KERNELS: dict[str, Callable[..., LevelKernel]] = {

@@ -166,8 +166,10 @@ def initialize_potential(
     ]
     schedule = _shared_schedule(diffusion_models)
     has_energy = all(m.has_energy for m in diffusion_models)
-    prototype = jax.tree.map(lambda v: v[0], info.param_info.z) if jnp.ndim(rng_key) == 2 else (
-        info.param_info.z
+    prototype = (
+        jax.tree.map(lambda v: v[0], info.param_info.z)
+        if jnp.ndim(rng_key) == 2
+        else (info.param_info.z)
     )
     mask_tree = {
         name: jnp.full(

@@ -1,0 +1,85 @@
+import arviz as az
+import jax
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+from numpyro_diffusion import GaussianMixtureDiffusion, VPSchedule  # noqa: E402
+from numpyro_diffusion import diagnostics as dg  # noqa: E402
+from numpyro_diffusion.infer import AnnealedMCMC  # noqa: E402
+
+S = VPSchedule.cosine(100)
+G = GaussianMixtureDiffusion([[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.3], [0.3, 0.2]], schedule=S)
+
+
+@pytest.fixture(scope="module")
+def hmc_run():
+    sampler = AnnealedMCMC(
+        G,
+        "hmc",
+        num_chains=16,
+        steps_per_level=6,
+        levels=25,
+        num_samples=8,
+        keep_trajectory=True,
+        progress_bar=False,
+    )
+    sampler.run(jax.random.PRNGKey(0))
+    return sampler
+
+
+def test_inference_data_groups_names_and_dims(hmc_run):
+    idata = dg.to_arviz(hmc_run)
+    assert {"posterior", "sample_stats", "level_stats"} <= set(idata.groups())
+    assert idata.posterior["x"].dims[:2] == ("chain", "draw")
+    assert idata.posterior["x"].shape == (16, 8, 2)
+    for name in ("acceptance_rate", "step_size", "diverging", "lp", "n_steps"):
+        assert idata.sample_stats[name].shape == (16, 8), name
+    levels = idata.level_stats["level"].values
+    np.testing.assert_array_equal(levels, np.asarray(hmc_run.level_stats.level))
+    assert levels[0] == 99 and levels[-1] == 0
+    assert idata.level_stats["acceptance_rate"].dims == ("level",)
+    assert hmc_run.to_arviz().posterior["x"].shape == (16, 8, 2)
+
+
+def test_arviz_functions_work(hmc_run):
+    idata = hmc_run.to_arviz()
+    summary = az.summary(idata)
+    assert list(summary.index) == ["x[0]", "x[1]"]
+    assert np.all(np.isfinite(az.rhat(idata)["x"].values))
+    assert np.all(az.ess(idata)["x"].values > 0)
+    assert isinstance(dg.plot_trace(idata), Figure)
+    assert isinstance(dg.plot_rank(idata), Figure)
+
+
+def test_level_and_cloud_plots(hmc_run, tmp_path):
+    fig = dg.plot_level_stats(hmc_run, title="HMC")
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    fig.savefig(tmp_path / "levels.png")
+    fig = dg.plot_sample_clouds(hmc_run, levels=[99, 0])
+    assert len(fig.axes) == 2
+    levels, values = hmc_run.get_trajectory("x")
+    assert values.shape == (25, 16, 2)
+    with pytest.raises(ValueError, match="was not walked"):
+        dg.plot_sample_clouds(hmc_run, levels=[98])
+
+
+def test_unadjusted_runs_omit_acceptance_and_trajectory_is_opt_in():
+    sampler = AnnealedMCMC(
+        G,
+        "ula",
+        num_chains=8,
+        steps_per_level=2,
+        levels=10,
+        num_samples=4,
+        step_size=1e-3,
+        progress_bar=False,
+    )
+    sampler.run(jax.random.PRNGKey(1))
+    stats = sampler.to_arviz().sample_stats
+    assert "acceptance_rate" not in stats and "n_steps" not in stats and "lp" in stats
+    with pytest.raises(RuntimeError, match="keep_trajectory=True"):
+        sampler.get_trajectory("x")
