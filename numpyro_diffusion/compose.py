@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
@@ -62,12 +63,12 @@ class Mixture(_Composite):
         super().__init__(models, "mixture")
         if not self.has_energy:
             raise EnergyUnavailableError("A mixture of score-only models")
-        w = jnp.ones(len(models)) if weights is None else jnp.asarray(weights, jnp.float32)
-        if w.shape != (len(models),) or bool(jnp.any(w <= 0)):
+        w = np.ones(len(models)) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (len(models),) or np.any(w <= 0):
             raise ValueError(
                 f"mixture weights must be {len(models)} positive numbers, got {weights}."
             )
-        self.log_weights = jnp.log(w / jnp.sum(w))
+        self.log_weights = jnp.asarray(np.log(w / w.sum()), jnp.float32)
 
     def energy(self, x: Array, t: ArrayLike, cond: Any = None) -> Array:
         energies = jnp.stack([m.energy(x, t) for m in self.models])

@@ -103,6 +103,8 @@ def _batched_log_density(model, value, t, cond, weight) -> Array:
             f"must be the model's event_shape {tuple(model.event_shape)}."
         )
     batch_shape = value.shape[: value.ndim - event_ndim]
+    if not batch_shape:
+        return _log_density(model, value, t, cond, weight)
     flat = value.reshape((-1, *model.event_shape))
     lp = jax.vmap(lambda x: _log_density(model, x, t, cond, weight))(flat)
     return lp.reshape(batch_shape)

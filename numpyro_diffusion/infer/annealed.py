@@ -54,8 +54,8 @@ class DrawStats(NamedTuple):
 
 class _Compiled(NamedTuple):
     family: PotentialFamily
-    walk: Any
-    rebuild: Any
+    walk: Any  # jitted (chain_keys, z0, levels, steps, inverse_mass, dyn_leaves) -> results
+    init: Any  # jitted (init_keys, dyn_leaves) -> z0 (C, D)
 
 
 class AnnealedMCMC:
@@ -267,18 +267,7 @@ class AnnealedMCMC:
         second call with the same shapes reuses the compiled program.
         """
         init_key, walk_key = jax.random.split(rng_key)
-        family, z0 = initialize_potential(
-            jax.random.split(init_key, self.num_chains), self.model, args, kwargs
-        )
-        if self.kernel.needs_energy and not family.has_energy:
-            raise EnergyUnavailableError(f"The model given to the '{self.kernel.name}' sampler")
-        if family.schedule is None:
-            raise ValueError(
-                "the model has no diffusion_prior or diffusion_factor site, so it has no "
-                "noise levels to anneal over."
-            )
-        levels = self.resolve_levels(family.schedule)
-        steps, inverse_mass = self._step_sizes(family.schedule, levels)
+        init_keys = jax.random.split(init_key, self.num_chains)
         leaves, treedef = jax.tree.flatten((args, kwargs))
         dynamic = [isinstance(x, (jax.Array, np.ndarray)) for x in leaves]
         key = (
@@ -287,17 +276,32 @@ class AnnealedMCMC:
                 (np.shape(x), str(jnp.result_type(x))) if d else _hashable(x)
                 for x, d in zip(leaves, dynamic, strict=True)
             ),
-            z0.shape,
-            levels.size,
         )
+        dyn_leaves = [x for x, d in zip(leaves, dynamic, strict=True) if d]
         compiled = self._cache.get(key)
         if compiled is None:
+            # Tracing the model (and NumPyro's search for a valid start) happens once per
+            # model and argument shapes; later runs reuse the compiled start and walk.
+            family, z0 = initialize_potential(init_keys, self.model, args, kwargs)
+            if self.kernel.needs_energy and not family.has_energy:
+                raise EnergyUnavailableError(
+                    f"The model given to the '{self.kernel.name}' sampler"
+                )
+            if family.schedule is None:
+                raise ValueError(
+                    "the model has no diffusion_prior or diffusion_factor site, so it has no "
+                    "noise levels to anneal over."
+                )
             compiled = self._compile(family, leaves, dynamic, treedef)
             self._cache[key] = compiled
+        else:
+            family = compiled.family
+            z0 = compiled.init(init_keys, dyn_leaves)
+        levels = self.resolve_levels(family.schedule)
+        steps, inverse_mass = self._step_sizes(family.schedule, levels)
         chain_keys = jax.random.split(walk_key, self.num_chains)
         if self.chain_method == "sharded":
             chain_keys, z0 = self._shard(chain_keys, z0)
-        dyn_leaves = [x for x, d in zip(leaves, dynamic, strict=True) if d]
         samples, draw_stats, level_stats = compiled.walk(
             chain_keys, z0, jnp.asarray(levels), steps, inverse_mass, dyn_leaves
         )
@@ -433,7 +437,11 @@ class AnnealedMCMC:
                     accept = accept_adapt
                     last = (jnp.full((C,), accept_adapt), jnp.zeros(C, bool))
                 z = jax.vmap(kernel.position)(state)
-                stats = (t, jnp.median(sizes), accept, num_div, mean_potential(z, t))
+                if kernel.logdensity is not None:  # the state has it: no extra evaluation
+                    level_potential = -jnp.mean(jax.vmap(kernel.logdensity)(state))
+                else:
+                    level_potential = mean_potential(z, t)
+                stats = (t, jnp.median(sizes), accept, num_div, level_potential)
                 return (z, sizes, last), stats + ((z,) if keep else ())
 
             t_prev = jnp.concatenate([levels[:1], levels[:-1]])
@@ -493,7 +501,11 @@ class AnnealedMCMC:
             draw_stats = DrawStats(accepts.T, divs.T, lp, step_size)
             return samples, draw_stats, level_stats
 
-        return _Compiled(family, jax.jit(walk), rebuild)
+        def init(init_keys, dyn_leaves):
+            args, kwargs = rebuild(dyn_leaves)
+            return family.init_fn(init_keys, args, kwargs)
+
+        return _Compiled(family, jax.jit(walk), jax.jit(init))
 
     # ----------------------------------------------------------------- results
 

@@ -162,7 +162,8 @@ class LevelKernel(NamedTuple):
 
     ``init(rng_key, position, target, inverse_mass) -> state``;
     ``step(rng_key, state, target, step_size, inverse_mass) -> (state, StepInfo)``;
-    ``position(state) -> (D,)``.
+    ``position(state) -> (D,)``; ``logdensity(state) -> ()`` for kernels whose state
+    carries the log-density (``None`` otherwise).
     """
 
     name: str
@@ -172,6 +173,7 @@ class LevelKernel(NamedTuple):
     init: Callable
     step: Callable
     position: Callable[[Any], Array]
+    logdensity: Callable[[Any], Array] | None = None
 
 
 def _guard(old, new, info_accept, info_divergent):
@@ -201,7 +203,9 @@ def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
         # over ~100 nats, past float32's exp range) is our divergence.
         return _guard(state, new, info.acceptance_rate, info.acceptance_rate == 0.0)
 
-    return LevelKernel("mala", True, 0.57, 1, init, step, lambda s: s.position)
+    return LevelKernel(
+        "mala", True, 0.57, 1, init, step, lambda s: s.position, lambda s: s.logdensity
+    )
 
 
 def _hmc_kernel(
@@ -226,7 +230,10 @@ def _hmc_kernel(
         )
         return _guard(state, new, info.acceptance_rate, info.is_divergent)
 
-    return LevelKernel("hmc", True, 0.65, num_integration_steps, init, step, lambda s: s.position)
+    return LevelKernel(
+        "hmc", True, 0.65, num_integration_steps, init, step, lambda s: s.position,
+        lambda s: s.logdensity,
+    )
 
 
 def _ula_kernel(**unused: Any) -> LevelKernel:

@@ -12,7 +12,7 @@ from jax import Array
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import find_valid_initial_params, initialize_model
 
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.interface import Diffusion
@@ -121,6 +121,7 @@ class PotentialFamily(NamedTuple):
     potential_fn: Callable
     grad_fn: Callable
     diffusion_grad_fn: Callable
+    init_fn: Callable  # (keys (C, 2), args, kwargs) -> initial positions (C, D)
     constrain_fn: Callable
     unravel_fn: Callable
     diffusion_mask: Array
@@ -213,10 +214,23 @@ def initialize_potential(
         with gradient_only():
             return -jax.grad(diffusion_log_density)(z, t, args, kwargs)
 
+    def init_fn(keys, args=model_args, kwargs=model_kwargs):
+        with gradient_only():
+            (params, _, _), _ = find_valid_initial_params(
+                keys,
+                leveled,
+                init_strategy=init_to_diffusion_noise(),
+                model_args=(jnp.asarray(0, jnp.int32), *args),
+                model_kwargs=kwargs,
+                prototype_params=prototype,
+            )
+        return jax.vmap(lambda z: ravel_pytree(z)[0])(params)
+
     family = PotentialFamily(
         potential_fn,
         grad_fn,
         diffusion_grad_fn,
+        init_fn,
         constrain_fn,
         unravel,
         mask,

@@ -1,0 +1,45 @@
+"""Smoke tests: every benchmark script runs end to end at tiny settings (untimed)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_composition_2d_quick(tmp_path):
+    result = load("composition_2d").main(
+        ["--quick", "--quiet", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]
+    )
+    rows = {(r["task"], r["parameterization"], r["sampler"]): r for r in result["rows"]}
+    assert rows[("product", "energy", "HMC")]["log_lik"] is not None
+    assert rows[("product", "eps", "MALA")]["log_lik"] is None  # score-only: n/a
+    assert rows[("mixture", "eps", "reverse diffusion")]["log_lik"] is None
+    for suffix in ("json", "md", "png"):
+        assert (tmp_path / f"composition_2d_quick.{suffix}").exists()
+
+
+def test_overhead_quick(tmp_path):
+    result = load("overhead").main(["--quick", "--out", str(tmp_path)])
+    assert result["library_traces"] == 1
+    assert result["median_ratio"] > 0
+    assert json.loads((tmp_path / "overhead_quick.json").read_text())["chains"] == 16
+
+
+@pytest.mark.slow
+def test_throughput_quick(tmp_path):
+    rows = load("throughput").main(["--quick", "--out", str(tmp_path)])
+    measured = [r for r in rows if "chains" in r]
+    assert {r["chains"] for r in measured} == {1, 4}
+    assert all(r["chain_steps_per_s"] > 0 for r in measured)
+    assert (tmp_path / "throughput_quick.md").exists()
