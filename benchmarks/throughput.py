@@ -21,7 +21,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from numpyro_diffusion import DiffusionModel, UNet, VPSchedule
 from numpyro_diffusion.demo import load_demo_models

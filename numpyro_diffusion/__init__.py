@@ -4,6 +4,7 @@ from numpyro_diffusion.analytic import GaussianMixtureDiffusion
 from numpyro_diffusion.checkpoint import load, save
 from numpyro_diffusion.compose import classifier_guided, guided, mixture, negation, product
 from numpyro_diffusion.errors import CheckpointError, EnergyUnavailableError
+from numpyro_diffusion.infer import AnnealedMCMC, annealed_potential, plug_and_play
 from numpyro_diffusion.interface import Diffusion
 from numpyro_diffusion.models import DiffusionModel
 from numpyro_diffusion.networks import EnergyNetwork, ResidualMLP, UNet
@@ -19,6 +20,7 @@ from numpyro_diffusion.training import train
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnnealedMCMC",
     "CheckpointError",
     "Diffusion",
     "DiffusionModel",
@@ -28,6 +30,7 @@ __all__ = [
     "ResidualMLP",
     "UNet",
     "VPSchedule",
+    "annealed_potential",
     "classifier_guided",
     "current_noise_level",
     "diffusion_factor",
@@ -37,6 +40,7 @@ __all__ = [
     "mixture",
     "negation",
     "noise_level",
+    "plug_and_play",
     "product",
     "save",
     "train",
