@@ -63,11 +63,11 @@ class AnnealedMCMC:
 
     At each level ``t`` (decreasing, ending at 0): optionally one reverse-diffusion
     predictor step on the ``diffusion_prior`` sites, then ``steps_per_level`` kernel
-    steps targeting ``U(., t)``. After
-    the last level, ``num_samples`` draws at ``t = 0`` (the first is the walk's end
-    point, each further one a kernel step later). The walk over levels is one
-    ``lax.scan`` inside one ``jit``, chains ``vmap``-ped, compiled once per model and
-    argument shapes.
+    steps targeting ``U(., t)``. After the last level, ``num_samples`` draws at
+    ``t = 0`` (the first is the walk's end point, each further one a kernel step
+    later). The walk over levels is one ``lax.scan`` inside one ``jit``, chains
+    ``vmap``-ped, compiled once per model and argument shapes; a chain's random
+    numbers depend only on its own key, so sharded and vectorised runs agree.
 
     Parameters
     ----------
@@ -92,7 +92,10 @@ class AnnealedMCMC:
         adaptation for MALA / HMC, ``"sigma"`` for ULA / U-HMC.
     target_accept
         Target of per-level dual-averaging adaptation (MALA 0.57, HMC 0.65 by
-        default); giving it turns adaptation on, starting from ``step_size`` if a float.
+        default); giving it turns adaptation on, starting from ``step_size`` if given.
+        Each chain adapts its own step size during the first ``adapt_fraction`` of
+        every level, so a chain in a sharp corner of the target is not stuck at the
+        others' size; divergences are counted after adaptation.
     predictor
         ``"ddpm"``: one ancestral step between levels driven by the summed scores of
         the diffusion terms (priors and factors), the part of the target that changes
