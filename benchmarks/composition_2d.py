@@ -21,7 +21,6 @@ models cannot run MALA, HMC or a mixture; those cells are "n/a".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,8 +38,10 @@ from numpyro_diffusion.infer import AnnealedMCMC
 from numpyro_diffusion.metrics import mmd, wasserstein2
 from numpyro_diffusion.toy2d import bar, box, grid_density, ring
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, device_name, write_results  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-RESULTS = os.path.join(HERE, "results")
 
 TOYS = {
     "ring": ring(radius=0.5, std=0.03),
@@ -126,11 +127,16 @@ def train_component(name, parameterization, seed, args, cache):
 
 def run_sampler(program, kernel, steps, args, key):
     if steps is None:
-        sampler = AnnealedMCMC(program, kernel, args.chains, steps_per_level=0,
-                               progress_bar=False)
+        sampler = AnnealedMCMC(program, kernel, args.chains, steps_per_level=0, progress_bar=False)
     else:
-        sampler = AnnealedMCMC(program, kernel, args.chains, steps_per_level=steps,
-                               levels=args.budget // 10, progress_bar=False)
+        sampler = AnnealedMCMC(
+            program,
+            kernel,
+            args.chains,
+            steps_per_level=steps,
+            levels=args.budget // 10,
+            progress_bar=False,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sampler.run(key)
@@ -153,12 +159,17 @@ def evaluate(args) -> dict[str, Any]:
             }
             for task, program in task_programs(models).items():
                 for sampler_name, kernel, steps in SAMPLERS:
-                    record = dict(task=task, parameterization=parameterization, seed=seed,
-                                  sampler=sampler_name)
+                    record = dict(
+                        task=task,
+                        parameterization=parameterization,
+                        seed=seed,
+                        sampler=sampler_name,
+                    )
                     start = time.perf_counter()
                     try:
-                        x, divergent = run_sampler(program, kernel, steps, args,
-                                                   jax.random.PRNGKey(seed))
+                        x, divergent = run_sampler(
+                            program, kernel, steps, args, jax.random.PRNGKey(seed)
+                        )
                     except EnergyUnavailableError:
                         records.append(record | dict(available=False))
                         continue
@@ -175,25 +186,32 @@ def evaluate(args) -> dict[str, Any]:
                     if seed == 0:
                         clouds[(task, parameterization, sampler_name)] = x
                     if not args.quiet:
-                        print(f"seed {seed} {parameterization:>6} {task:>8} {sampler_name:>17}: "
-                              f"log-lik {record['log_lik']:7.3f}  MMD {record['mmd']:.4f}  "
-                              f"W2 {record['w2']:.3f}", file=sys.stderr)
+                        print(
+                            f"seed {seed} {parameterization:>6} {task:>8} {sampler_name:>17}: "
+                            f"log-lik {record['log_lik']:7.3f}  MMD {record['mmd']:.4f}  "
+                            f"W2 {record['w2']:.3f}",
+                            file=sys.stderr,
+                        )
     reference_log_lik = {
         task: float(jnp.mean(truths[task].log_prob(references[task]))) for task in truths
     }
-    return dict(records=records, reference_log_lik=reference_log_lik, clouds=clouds,
-                truths=truths)
+    return dict(records=records, reference_log_lik=reference_log_lik, clouds=clouds, truths=truths)
 
 
 def summarise(records: list[dict]) -> list[dict]:
     rows = []
-    keys = sorted({(r["task"], r["parameterization"], r["sampler"]) for r in records},
-                  key=lambda k: (k[0], k[1], [s[0] for s in SAMPLERS].index(k[2])))
+    keys = sorted(
+        {(r["task"], r["parameterization"], r["sampler"]) for r in records},
+        key=lambda k: (k[0], k[1], [s[0] for s in SAMPLERS].index(k[2])),
+    )
     for task, parameterization, sampler in keys:
-        group = [r for r in records if (r["task"], r["parameterization"], r["sampler"])
-                 == (task, parameterization, sampler) and r["available"]]
-        row = dict(task=task, parameterization=parameterization, sampler=sampler,
-                   seeds=len(group))
+        group = [
+            r
+            for r in records
+            if (r["task"], r["parameterization"], r["sampler"]) == (task, parameterization, sampler)
+            and r["available"]
+        ]
+        row = dict(task=task, parameterization=parameterization, sampler=sampler, seeds=len(group))
         for metric in ("log_lik", "mmd", "w2"):
             values = np.array([r[metric] for r in group])
             row[metric] = (float(values.mean()), float(values.std())) if len(values) else None
@@ -223,8 +241,11 @@ def markdown(rows, reference_log_lik, args, device: str) -> str:
             f"| {r['task']} | {r['parameterization']} | {r['sampler']} | "
             f"{cell(r['log_lik'], '.3f')} | {cell(r['mmd'], '.4f')} | {cell(r['w2'], '.3f')} |"
         )
-    lines += ["", "Log-likelihood of exact draws: " + ", ".join(
-        f"{task} {value:.3f}" for task, value in reference_log_lik.items())]
+    lines += [
+        "",
+        "Log-likelihood of exact draws: "
+        + ", ".join(f"{task} {value:.3f}" for task, value in reference_log_lik.items()),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -235,8 +256,13 @@ def plot(clouds, truths, path):
     import matplotlib.pyplot as plt
 
     tasks = list(truths)
-    fig, axes = plt.subplots(len(tasks), 1 + len(SAMPLERS), figsize=(3 * (1 + len(SAMPLERS)),
-                             3 * len(tasks)), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(tasks),
+        1 + len(SAMPLERS),
+        figsize=(3 * (1 + len(SAMPLERS)), 3 * len(tasks)),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for i, task in enumerate(tasks):
         d = truths[task]
         extent = (d.xs[0], d.xs[-1], d.xs[0], d.xs[-1])
@@ -256,12 +282,16 @@ def plot(clouds, truths, path):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=4000)
+    parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--chains", type=int, default=2000)
-    parser.add_argument("--budget", type=int, default=1000,
-                        help="network gradient evaluations per chain (and schedule length)")
+    parser.add_argument(
+        "--budget",
+        type=int,
+        default=1000,
+        help="network gradient evaluations per chain (and schedule length)",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--cache", default=os.path.join(HERE, ".cache"))
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
@@ -270,20 +300,19 @@ def main(argv=None) -> dict:
     if args.quick:
         args.seeds, args.train_steps, args.chains, args.budget = 1, 20, 64, 40
         args.hidden, args.blocks = 16, 1
-    device = f"{jax.devices()[0].platform.upper()} ({jax.devices()[0].device_kind})"
+    device = device_name()
     out = evaluate(args)
     rows = summarise(out["records"])
-    os.makedirs(args.out, exist_ok=True)
     name = "composition_2d_quick" if args.quick else "composition_2d"
-    result = dict(device=device, settings=vars(args), rows=rows, records=out["records"],
-                  reference_log_lik=out["reference_log_lik"])
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    text = markdown(rows, out["reference_log_lik"], args, device)
-    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
-        f.write(text)
+    result = dict(
+        device=device,
+        settings=vars(args),
+        rows=rows,
+        records=out["records"],
+        reference_log_lik=out["reference_log_lik"],
+    )
+    write_results(args.out, name, result, markdown(rows, out["reference_log_lik"], args, device))
     plot(out["clouds"], out["truths"], os.path.join(args.out, f"{name}.png"))
-    print(text)
     return result
 
 

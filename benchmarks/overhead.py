@@ -17,9 +17,9 @@ interleaved repeats. Target: ratio <= 1.05, and a second ``run`` does not recomp
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 
 import blackjax
@@ -27,11 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, device_name, write_results  # noqa: E402
+
 from numpyro_diffusion.demo import load_demo_models
 from numpyro_diffusion.infer import AnnealedMCMC
 from numpyro_diffusion.primitives import diffusion_prior
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def hand_written_walk(model, levels, steps: int, step_size: float):
@@ -54,8 +55,7 @@ def hand_written_walk(model, levels, steps: int, step_size: float):
                 keys = jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, i), j))(
                     chain_keys
                 )
-                state, _ = jax.vmap(kernel, (0, 0, None, None))(keys, state, logdensity,
-                                                               step_size)
+                state, _ = jax.vmap(kernel, (0, 0, None, None))(keys, state, logdensity, step_size)
                 return state, None
 
             state, _ = jax.lax.scan(step, state, jnp.arange(steps))
@@ -73,8 +73,16 @@ def measure(chains: int, num_levels: int, steps: int, repeats: int, step_size: f
     def program():
         diffusion_prior("x", ring_model)
 
-    sampler = AnnealedMCMC(program, "mala", chains, steps_per_level=steps, levels=num_levels,
-                           step_size=step_size, predictor=None, progress_bar=False)
+    sampler = AnnealedMCMC(
+        program,
+        "mala",
+        chains,
+        steps_per_level=steps,
+        levels=num_levels,
+        step_size=step_size,
+        predictor=None,
+        progress_bar=False,
+    )
     levels = jnp.asarray(sampler.resolve_levels(ring_model.schedule))
     walk = hand_written_walk(ring_model, levels, steps, step_size)
     x0 = jax.random.normal(jax.random.PRNGKey(1), (chains, 2))
@@ -102,7 +110,7 @@ def measure(chains: int, num_levels: int, steps: int, repeats: int, step_size: f
         levels=num_levels,
         steps_per_level=steps,
         repeats=repeats,
-        device=f"{jax.devices()[0].platform.upper()} ({jax.devices()[0].device_kind})",
+        device=device_name(),
         library_seconds=library,
         hand_written_seconds=hand,
         median_library_s=statistics.median(library),
@@ -119,24 +127,27 @@ def measure(chains: int, num_levels: int, steps: int, repeats: int, step_size: f
 
 def markdown(r: dict) -> str:
     verdict = "meets" if r["median_ratio"] <= r["target_ratio"] else "misses"
-    return "\n".join([
-        "# Overhead of AnnealedMCMC against a hand-written BlackJAX scan",
-        "",
-        f"Device: {r['device']}. MALA, {r['chains']} chains, {r['levels']} levels x "
-        f"{r['steps_per_level']} steps, fixed step size, no predictor; the shipped ring "
-        f"energy model (residual MLP). {r['repeats']} interleaved repeats.",
-        "",
-        "| | AnnealedMCMC (NumPyro model) | hand-written scan | ratio |",
-        "|---|---|---|---|",
-        f"| steady state, median (s) | {r['median_library_s']:.3f} | "
-        f"{r['median_hand_written_s']:.3f} | **{r['median_ratio']:.3f}** |",
-        f"| compilation (s) | {r['compile_library_s']:.2f} | {r['compile_hand_written_s']:.2f} | |",
-        "",
-        f"The ratio {verdict} the target of {r['target_ratio']}. The sampler traced its walk "
-        f"{r['library_traces']} time(s) over {r['repeats'] + 1} runs (1 means no "
-        "recompilation).",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Overhead of AnnealedMCMC against a hand-written BlackJAX scan",
+            "",
+            f"Device: {r['device']}. MALA, {r['chains']} chains, {r['levels']} levels x "
+            f"{r['steps_per_level']} steps, fixed step size, no predictor; the shipped ring "
+            f"energy model (residual MLP). {r['repeats']} interleaved repeats.",
+            "",
+            "| | AnnealedMCMC (NumPyro model) | hand-written scan | ratio |",
+            "|---|---|---|---|",
+            f"| steady state, median (s) | {r['median_library_s']:.3f} | "
+            f"{r['median_hand_written_s']:.3f} | **{r['median_ratio']:.3f}** |",
+            f"| compilation (s) | {r['compile_library_s']:.2f} | "
+            f"{r['compile_hand_written_s']:.2f} | |",
+            "",
+            f"The ratio {verdict} the target of {r['target_ratio']}. The sampler traced its walk "
+            f"{r['library_traces']} time(s) over {r['repeats'] + 1} runs (1 means no "
+            "recompilation).",
+            "",
+        ]
+    )
 
 
 def main(argv=None) -> dict:
@@ -145,20 +156,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--levels", type=int, default=100)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:
         args.chains, args.levels, args.steps, args.repeats = 16, 5, 2, 2
     result = measure(args.chains, args.levels, args.steps, args.repeats)
-    os.makedirs(args.out, exist_ok=True)
     name = "overhead_quick" if args.quick else "overhead"
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    text = markdown(result)
-    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
-        f.write(text)
-    print(text)
+    write_results(args.out, name, result, markdown(result))
     np.testing.assert_equal(result["library_traces"], 1)
     return result
 

@@ -13,20 +13,21 @@ out-of-memory error; the Markdown says where throughput saturates.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import RESULTS, device_name, write_results  # noqa: E402
+
 from numpyro_diffusion import DiffusionModel, UNet, VPSchedule
 from numpyro_diffusion.demo import load_demo_models
 from numpyro_diffusion.infer import AnnealedMCMC
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_models(quick: bool) -> dict[str, DiffusionModel]:
@@ -45,8 +46,16 @@ def build_models(quick: bool) -> dict[str, DiffusionModel]:
 
 
 def time_walk(model, chains, levels, steps, repeats):
-    sampler = AnnealedMCMC(model, "ula", chains, steps_per_level=steps, levels=levels,
-                           step_size=1e-4, predictor=None, progress_bar=False)
+    sampler = AnnealedMCMC(
+        model,
+        "ula",
+        chains,
+        steps_per_level=steps,
+        levels=levels,
+        step_size=1e-4,
+        predictor=None,
+        progress_bar=False,
+    )
 
     def once(seed):
         start = time.perf_counter()
@@ -70,12 +79,12 @@ def measure(args) -> list[dict]:
         for name, model in build_models(args.quick).items():
             stopped = None
             for chains in chain_counts:
-                row = dict(device=f"{device.platform.upper()} ({device.device_kind}) {device.id}",
-                           model=name, chains=chains)
+                row = dict(device=device_name(device), model=name, chains=chains)
                 try:
                     with jax.default_device(device):
-                        first, median = time_walk(model, chains, args.levels, args.steps,
-                                                  args.repeats)
+                        first, median = time_walk(
+                            model, chains, args.levels, args.steps, args.repeats
+                        )
                 except Exception as exc:  # noqa: BLE001 - record why growth stopped
                     if "RESOURCE_EXHAUSTED" in str(exc) or "out of memory" in str(exc).lower():
                         stopped = f"out of memory at {chains} chains"
@@ -83,16 +92,24 @@ def measure(args) -> list[dict]:
                     raise
                 steps = chains * args.levels * args.steps
                 evals = chains * args.levels * (args.steps + 1)
-                row |= dict(seconds=median, compile_seconds=first - median,
-                            chain_steps_per_s=steps / median, network_evals_per_s=evals / median)
+                row |= dict(
+                    seconds=median,
+                    compile_seconds=first - median,
+                    chain_steps_per_s=steps / median,
+                    network_evals_per_s=evals / median,
+                )
                 rows.append(row)
-                print(f"{row['device']} {name:>22} {chains:>6} chains: "
-                      f"{row['chain_steps_per_s']:>12.0f} chain-steps/s  ({median:.3f} s)",
-                      flush=True)
+                print(
+                    f"{row['device']} {name:>22} {chains:>6} chains: "
+                    f"{row['chain_steps_per_s']:>12.0f} chain-steps/s  ({median:.3f} s)",
+                    flush=True,
+                )
                 if median > args.max_seconds:
                     stopped = f"time cap: {median:.1f} s per run at {chains} chains"
                     break
-            rows.append(dict(device=str(device), model=name, stopped=stopped or "all sizes ran"))
+            rows.append(
+                dict(device=device_name(device), model=name, stopped=stopped or "all sizes ran")
+            )
     return rows
 
 
@@ -105,10 +122,12 @@ def saturation(rows: list[dict], steps_per_run: int) -> dict[str, str]:
         best = max(r["chain_steps_per_s"] for r in runs)
         knee = min(r["chains"] for r in runs if r["chain_steps_per_s"] >= 0.8 * best)
         latency_ms = 1e3 * runs[0]["seconds"] / steps_per_run
-        notes[name] = (f"reaches 80 % of its best {best:,.0f} chain-steps/s at {knee} chains; "
-                       f"with {runs[0]['chains']} chain(s) a step costs {latency_ms:.3f} ms "
-                       "(latency and per-step overhead bound); past the knee the device's "
-                       "arithmetic is the limit.")
+        notes[name] = (
+            f"reaches 80 % of its best {best:,.0f} chain-steps/s at {knee} chains; "
+            f"with {runs[0]['chains']} chain(s) a step costs {latency_ms:.3f} ms "
+            "(latency and per-step overhead bound); past the knee the device's "
+            "arithmetic is the limit."
+        )
     return notes
 
 
@@ -125,8 +144,10 @@ def markdown(rows, notes, args) -> str:
     ]
     for r in rows:
         if "chains" in r:
-            lines.append(f"| {r['device']} | {r['model']} | {r['chains']} | {r['seconds']:.3f} | "
-                         f"{r['chain_steps_per_s']:,.0f} | {r['network_evals_per_s']:,.0f} |")
+            lines.append(
+                f"| {r['device']} | {r['model']} | {r['chains']} | {r['seconds']:.3f} | "
+                f"{r['chain_steps_per_s']:,.0f} | {r['network_evals_per_s']:,.0f} |"
+            )
     lines += ["", "Where growth stopped:", ""]
     lines += [f"- {r['model']} on {r['device']}: {r['stopped']}" for r in rows if "stopped" in r]
     lines += ["", "Scaling:", ""] + [f"- {k}: {v}" for k, v in notes.items()]
@@ -142,8 +163,12 @@ def plot(rows, path):
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for name in sorted({r["model"] for r in rows}):
         runs = [r for r in rows if r["model"] == name and "chains" in r]
-        ax.loglog([r["chains"] for r in runs], [r["chain_steps_per_s"] for r in runs],
-                  marker="o", label=name)
+        ax.loglog(
+            [r["chains"] for r in runs],
+            [r["chain_steps_per_s"] for r in runs],
+            marker="o",
+            label=name,
+        )
     ax.set(xlabel="chains", ylabel="chain-steps per second", title="annealed ULA throughput")
     ax.legend()
     fig.savefig(path, dpi=100)
@@ -157,22 +182,21 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=30.0)
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     args = parser.parse_args(argv)
     if args.quick:
         args.max_chains, args.levels, args.steps, args.repeats = 4, 2, 2, 1
     rows = measure(args)
     notes = saturation(rows, args.levels * args.steps)
-    os.makedirs(args.out, exist_ok=True)
     name = "throughput_quick" if args.quick else "throughput"
-    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
-        json.dump(dict(settings=vars(args), rows=rows, notes=notes), f, indent=1)
-    text = markdown(rows, notes, args)
-    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
-        f.write(text)
+    write_results(
+        args.out,
+        name,
+        dict(settings=vars(args), rows=rows, notes=notes),
+        markdown(rows, notes, args),
+    )
     plot(rows, os.path.join(args.out, f"{name}.png"))
-    print(text)
     return rows
 
 

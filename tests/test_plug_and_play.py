@@ -28,16 +28,22 @@ def observed_first_coordinate(y):
 
 
 def test_an_observation_pulls_its_coordinate_and_leaves_the_other_to_the_prior():
-    result = plug_and_play(observed_first_coordinate, jax.random.PRNGKey(1), 1.2,
-                           num_steps=800, constraint_weight=lambda i: 1.0 - i / 1000)
+    result = plug_and_play(
+        observed_first_coordinate,
+        jax.random.PRNGKey(1),
+        1.2,
+        num_steps=800,
+        constraint_weight=lambda i: 1.0 - i / 1000,
+    )
     x = np.asarray(result.params["x"])
     assert abs(x[0] - 1.2) < 0.05
     assert abs(x[1] + 0.3) < 0.15
 
 
 def test_score_only_models_work():
-    result = plug_and_play(ScoreOnly(PRIOR), jax.random.PRNGKey(2), num_steps=200,
-                           t_schedule="linear")
+    result = plug_and_play(
+        ScoreOnly(PRIOR), jax.random.PRNGKey(2), num_steps=200, t_schedule="linear"
+    )
     assert np.all(np.isfinite(np.asarray(result.params["x"])))
     np.testing.assert_array_equal(result.levels, linear_schedule(200, 100))
 
@@ -52,8 +58,9 @@ def test_graikos_schedule_follows_the_formula():
 
 
 def test_schedules_given_as_arrays_and_callables_and_refusals():
-    result = plug_and_play(PRIOR, jax.random.PRNGKey(3), num_steps=10,
-                           t_schedule=lambda i: 90 - 9 * i)
+    result = plug_and_play(
+        PRIOR, jax.random.PRNGKey(3), num_steps=10, t_schedule=lambda i: 90 - 9 * i
+    )
     np.testing.assert_array_equal(result.levels, 90 - 9 * np.arange(10))
     with pytest.raises(ValueError, match="unknown t_schedule"):
         plug_and_play(PRIOR, jax.random.PRNGKey(3), num_steps=10, t_schedule="cosine")

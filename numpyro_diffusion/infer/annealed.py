@@ -287,9 +287,7 @@ class AnnealedMCMC:
             # model and argument shapes; later runs reuse the compiled start and walk.
             family, z0 = initialize_potential(init_keys, self.model, args, kwargs)
             if self.kernel.needs_energy and not family.has_energy:
-                raise EnergyUnavailableError(
-                    f"The model given to the '{self.kernel.name}' sampler"
-                )
+                raise EnergyUnavailableError(f"The model given to the '{self.kernel.name}' sampler")
             if family.schedule is None:
                 raise ValueError(
                     "the model has no diffusion_prior or diffusion_factor site, so it has no "

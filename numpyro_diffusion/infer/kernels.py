@@ -231,7 +231,13 @@ def _hmc_kernel(
         return _guard(state, new, info.acceptance_rate, info.is_divergent)
 
     return LevelKernel(
-        "hmc", True, 0.65, num_integration_steps, init, step, lambda s: s.position,
+        "hmc",
+        True,
+        0.65,
+        num_integration_steps,
+        init,
+        step,
+        lambda s: s.position,
         lambda s: s.logdensity,
     )
 

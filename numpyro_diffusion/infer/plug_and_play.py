@@ -147,14 +147,17 @@ def plug_and_play(
         with noise_level(t), _denoising(key, weight):
             return numpyro_model(*args, **kwargs)
 
-    init_strategy = (
-        init_to_value(values=init_values) if init_values else init_to_diffusion_noise()
-    )
+    init_strategy = init_to_value(values=init_values) if init_values else init_to_diffusion_noise()
     guide = AutoDelta(wrapped, init_loc_fn=init_strategy)
     svi = SVI(wrapped, guide, optimizer, loss=Trace_ELBO())
 
-    schedule_levels = _levels(model=numpyro_model, t_schedule=t_schedule, num_steps=num_steps,
-                              args=model_args, kwargs=model_kwargs)
+    schedule_levels = _levels(
+        model=numpyro_model,
+        t_schedule=t_schedule,
+        num_steps=num_steps,
+        args=model_args,
+        kwargs=model_kwargs,
+    )
     weights = jnp.asarray(
         [constraint_weight(i) for i in range(num_steps)]
         if callable(constraint_weight)
@@ -162,14 +165,21 @@ def plug_and_play(
         jnp.float32,
     )
     init_key, loop_key = jax.random.split(rng_key)
-    state = svi.init(init_key, schedule_levels[0], loop_key, weights[0], *model_args,
-                     **model_kwargs)
+    state = svi.init(
+        init_key, schedule_levels[0], loop_key, weights[0], *model_args, **model_kwargs
+    )
 
     @jax.jit
     def run(state):
         def body(state, i):
-            state, loss = svi.update(state, schedule_levels[i], jax.random.fold_in(loop_key, i),
-                                     weights[i], *model_args, **model_kwargs)
+            state, loss = svi.update(
+                state,
+                schedule_levels[i],
+                jax.random.fold_in(loop_key, i),
+                weights[i],
+                *model_args,
+                **model_kwargs,
+            )
             return state, loss
 
         return jax.lax.scan(body, state, jnp.arange(num_steps))
