@@ -41,16 +41,43 @@ def save(path: str | os.PathLike, model: DiffusionModel) -> None:
     if not isinstance(model, DiffusionModel):
         raise TypeError(f"save takes a DiffusionModel, got {type(model).__name__}.")
     meta = {
-        "format": FORMAT,
-        "version": VERSION,
         "network": network_config(model.network),
         "schedule": model.schedule.to_config(),
         "parameterization": model.parameterization,
         "event_shape": list(model.event_shape),
     }
-    flat = traverse_util.flatten_dict(jax.device_get(model.params), sep="/")
+    write_archive(path, FORMAT, meta, model.params)
+
+
+def load(path: str | os.PathLike, network: Any = None) -> DiffusionModel:
+    """Read a checkpoint written by :func:`save`.
+
+    Built-in networks are rebuilt from the stored configuration; a custom network
+    must be passed as ``network`` (its parameters must match the stored ones).
+    """
+    meta, params = read_archive(path, FORMAT)
+    if network is None:
+        try:
+            network = network_from_config(meta["network"])
+        except ValueError as exc:
+            raise CheckpointError(f"{os.fspath(path)!r}: {exc}") from exc
+    event_shape = tuple(meta["event_shape"])
+    _check_params_match(network, params, event_shape, os.fspath(path))
+    return DiffusionModel(
+        network,
+        params,
+        VPSchedule.from_config(meta["schedule"]),
+        meta["parameterization"],
+        event_shape,
+    )
+
+
+def write_archive(path: str | os.PathLike, format: str, meta: dict, params: Any) -> None:
+    """Write a JSON header and a Flax parameter tree as one ``.npz``, atomically."""
+    header = {"format": format, "version": VERSION, **meta}
+    flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
     arrays = {_PREFIX + key: np.asarray(value) for key, value in flat.items()}
-    arrays[_META] = np.array(json.dumps(meta))
+    arrays[_META] = np.array(json.dumps(header))
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
@@ -69,12 +96,8 @@ def save(path: str | os.PathLike, model: DiffusionModel) -> None:
         raise
 
 
-def load(path: str | os.PathLike, network: Any = None) -> DiffusionModel:
-    """Read a checkpoint written by :func:`save`.
-
-    Built-in networks are rebuilt from the stored configuration; a custom network
-    must be passed as ``network`` (its parameters must match the stored ones).
-    """
+def read_archive(path: str | os.PathLike, format: str) -> tuple[dict, Any]:
+    """Read :func:`write_archive`'s file: the header and the parameter tree."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path!r}: the file does not exist.")
@@ -96,8 +119,8 @@ def load(path: str | os.PathLike, network: Any = None) -> DiffusionModel:
         meta = json.loads(str(contents.pop(_META)))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path!r} has a corrupt header: {exc}.") from exc
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path!r} has format {meta.get('format')!r}, not {FORMAT!r}.")
+    if meta.get("format") != format:
+        raise CheckpointError(f"{path!r} has format {meta.get('format')!r}, not {format!r}.")
     if meta.get("version") != VERSION:
         raise CheckpointError(
             f"{path!r} is checkpoint version {meta.get('version')}; this library reads "
@@ -106,20 +129,7 @@ def load(path: str | os.PathLike, network: Any = None) -> DiffusionModel:
     params = traverse_util.unflatten_dict(
         {k[len(_PREFIX) :]: jnp.asarray(v) for k, v in contents.items()}, sep="/"
     )
-    if network is None:
-        try:
-            network = network_from_config(meta["network"])
-        except ValueError as exc:
-            raise CheckpointError(f"{path!r}: {exc}") from exc
-    event_shape = tuple(meta["event_shape"])
-    _check_params_match(network, params, event_shape, path)
-    return DiffusionModel(
-        network,
-        params,
-        VPSchedule.from_config(meta["schedule"]),
-        meta["parameterization"],
-        event_shape,
-    )
+    return meta, params
 
 
 def _check_params_match(network: Any, params: Any, event_shape: tuple, path: str) -> None:
