@@ -19,8 +19,14 @@ from jax import Array
 
 from numpyro_diffusion.checkpoint import read_archive, write_archive
 
-__all__ = ["DigitsData", "load_digits_data", "DigitClassifier", "train_classifier",
-           "save_classifier", "load_classifier"]
+__all__ = [
+    "DigitsData",
+    "load_digits_data",
+    "DigitClassifier",
+    "train_classifier",
+    "save_classifier",
+    "load_classifier",
+]
 
 CLASSIFIER_FORMAT = "numpyro_diffusion.digit_classifier"
 
@@ -74,7 +80,10 @@ class DigitClassifier(nn.Module):
 
 
 def train_classifier(
-    data: DigitsData, rng_key: Array, num_steps: int = 3000, batch_size: int = 128,
+    data: DigitsData,
+    rng_key: Array,
+    num_steps: int = 3000,
+    batch_size: int = 128,
     noise_std: float = 0.1,
 ) -> tuple[DigitClassifier, dict]:
     """Train :class:`DigitClassifier` with a little input noise (robust to samplers' noise)."""
@@ -107,8 +116,12 @@ def train_classifier(
 
 
 def save_classifier(path: str | os.PathLike, network: DigitClassifier, params: dict) -> None:
-    write_archive(path, CLASSIFIER_FORMAT,
-                  {"hidden": network.hidden, "feature_dim": network.feature_dim}, params)
+    write_archive(
+        path,
+        CLASSIFIER_FORMAT,
+        {"hidden": network.hidden, "feature_dim": network.feature_dim},
+        params,
+    )
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:

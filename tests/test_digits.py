@@ -27,17 +27,18 @@ def test_splits_are_disjoint_stratified_and_scaled():
 
 
 def test_classifier_learns_the_digits_and_round_trips(tmp_path):
-    net, params = train_classifier(load_digits_data("train"), jax.random.PRNGKey(0),
-                                   num_steps=1500)
+    net, params = train_classifier(load_digits_data("train"), jax.random.PRNGKey(0), num_steps=1500)
     held = load_digits_data("held_out")
-    accuracy = float(np.mean(np.argmax(net.apply(params, jnp.asarray(held.images)), -1)
-                             == held.labels))
+    accuracy = float(
+        np.mean(np.argmax(net.apply(params, jnp.asarray(held.images)), -1) == held.labels)
+    )
     assert accuracy > 0.95
     assert net.apply(params, jnp.asarray(held.images[:2]), features=True).shape == (2, 64)
     save_classifier(tmp_path / "c.npz", net, params)
     net2, params2 = load_classifier(tmp_path / "c.npz")
-    np.testing.assert_allclose(net2.apply(params2, held.images[:4]),
-                               net.apply(params, held.images[:4]), rtol=1e-6)
+    np.testing.assert_allclose(
+        net2.apply(params2, held.images[:4]), net.apply(params, held.images[:4]), rtol=1e-6
+    )
     from numpyro_diffusion import load
 
     with pytest.raises(CheckpointError, match="format 'numpyro_diffusion.digit_classifier'"):
