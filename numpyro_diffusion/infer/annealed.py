@@ -309,9 +309,8 @@ class AnnealedMCMC:
         self._samples = samples
         self._draw_stats = draw_stats
         self._level_stats = level_stats
-        self._schedule = family.schedule
         self._unravel = family.unravel_fn
-        total = int(np.sum(level_stats.num_divergent)) + int(np.sum(draw_stats.diverging))
+        total = self.num_divergent
         if total:
             warnings.warn(
                 f"{total} divergent transitions (non-finite potential or energy error above "
