@@ -169,7 +169,6 @@ class LevelKernel(NamedTuple):
     name: str
     needs_energy: bool
     target_accept: float | None
-    grads_per_step: int
     init: Callable
     step: Callable
     position: Callable[[Any], Array]
@@ -203,9 +202,7 @@ def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
         # over ~100 nats, past float32's exp range) is our divergence.
         return _guard(state, new, info.acceptance_rate, info.acceptance_rate == 0.0)
 
-    return LevelKernel(
-        "mala", True, 0.57, 1, init, step, lambda s: s.position, lambda s: s.logdensity
-    )
+    return LevelKernel("mala", True, 0.57, init, step, lambda s: s.position, lambda s: s.logdensity)
 
 
 def _hmc_kernel(
@@ -234,7 +231,6 @@ def _hmc_kernel(
         "hmc",
         True,
         0.65,
-        num_integration_steps,
         init,
         step,
         lambda s: s.position,
@@ -255,7 +251,7 @@ def _ula_kernel(**unused: Any) -> LevelKernel:
         new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size)
         return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
 
-    return LevelKernel("ula", False, None, 1, init, step, lambda s: s.position)
+    return LevelKernel("ula", False, None, init, step, lambda s: s.position)
 
 
 def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused: Any):
@@ -269,7 +265,7 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
         return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
 
-    return LevelKernel("uhmc", False, None, num_integration_steps, init, step, lambda s: s.position)
+    return LevelKernel("uhmc", False, None, init, step, lambda s: s.position)
 
 
 KERNELS: dict[str, Callable[..., LevelKernel]] = {
