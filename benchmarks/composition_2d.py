@@ -135,11 +135,9 @@ def walked_levels(schedule, count: int | None) -> np.ndarray:
     sends chains to 1e4. Walks start at the highest level with ``alpha_bar >= 1e-3``
     (there ``beta_t`` is about 0.1 and the marginal is N(0, I) to within 0.1 %).
     """
-    alpha_bars = np.asarray(schedule.alpha_bars)
-    top = int(np.flatnonzero(alpha_bars >= 1e-3).max())
     if count is None:
-        return np.arange(top, -1, -1)
-    return np.unique(np.round(np.linspace(top, 0, count)).astype(int))[::-1].copy()
+        return np.arange(schedule.first_conditioned_level, -1, -1)
+    return schedule.walk_levels(count)
 
 
 def run_sampler(program, kernel, steps, args, key, schedule):

@@ -118,10 +118,14 @@ class GaussianMixtureDiffusion(Diffusion):
         cond: Any = None,
         *,
         t: ArrayLike | None = None,
+        levels: Any = None,
         progress_bar: bool = False,
     ) -> Array:
-        """Exact draws, shape ``(num_samples, D)``: the data, or ``p_t`` when ``t`` is given."""
-        del progress_bar
+        """Exact draws, shape ``(num_samples, D)``: the data, or ``p_t`` when ``t`` is given.
+
+        ``levels`` and ``progress_bar`` are accepted for the interface and ignored.
+        """
+        del levels, progress_bar
         key_k, key_x = jax.random.split(rng_key)
         mu, var = self.component_moments(t)
         k = jax.random.categorical(key_k, self._log_weights(cond), shape=(num_samples,))

@@ -17,7 +17,10 @@ import numpy as np
 import optax
 from jax import Array
 
-from numpyro_diffusion.checkpoint import read_archive, write_archive
+from numpyro_diffusion.checkpoint import load, read_archive, write_archive
+from numpyro_diffusion.models import DiffusionModel
+from numpyro_diffusion.networks import EnergyNetwork, UNet
+from numpyro_diffusion.schedules import VPSchedule
 
 __all__ = [
     "DigitsData",
@@ -26,6 +29,11 @@ __all__ = [
     "train_classifier",
     "save_classifier",
     "load_classifier",
+    "DIGIT_SCHEDULE",
+    "digit_network",
+    "train_digit_model",
+    "DigitModels",
+    "load_digit_models",
 ]
 
 CLASSIFIER_FORMAT = "numpyro_diffusion.digit_classifier"
@@ -127,3 +135,66 @@ def save_classifier(path: str | os.PathLike, network: DigitClassifier, params: d
 def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:
     meta, params = read_archive(path, CLASSIFIER_FORMAT)
     return DigitClassifier(meta["hidden"], meta["feature_dim"]), params
+
+
+DIGIT_SCHEDULE = dict(num_steps=200)
+CHECKPOINTS = os.path.join(os.path.dirname(__file__), "checkpoints")
+
+
+def digit_network(parameterization: str, base_channels: int = 32) -> nn.Module:
+    """The class-conditional U-Net of the shipped digit models (10 classes + null)."""
+    unet = UNet(
+        base_channels=base_channels, channel_mults=(1, 2), time_embed_dim=64, num_classes=10
+    )
+    if parameterization == "energy":
+        return EnergyNetwork(unet, form="dae")
+    return unet
+
+
+def train_digit_model(
+    data: DigitsData,
+    parameterization: str,
+    rng_key: Array,
+    num_steps: int = 6000,
+    batch_size: int = 128,
+    base_channels: int = 32,
+    progress_bar: bool = True,
+) -> DiffusionModel:
+    """Class-conditional training with classifier-free dropout ``p_uncond = 0.1``."""
+    from numpyro_diffusion.training import train
+
+    learning_rate = optax.warmup_cosine_decay_schedule(
+        0.0, 2e-3, min(200, num_steps // 10), num_steps, 1e-5
+    )
+    return train(
+        digit_network(parameterization, base_channels),
+        data.images,
+        labels=data.labels,
+        p_uncond=0.1,
+        schedule=VPSchedule.cosine(**DIGIT_SCHEDULE),
+        parameterization=parameterization,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        optimizer=optax.adam(learning_rate),
+        rng_key=rng_key,
+        ema_decay=0.999,
+        progress_bar=progress_bar,
+    )
+
+
+class DigitModels(NamedTuple):
+    eps: DiffusionModel
+    energy: DiffusionModel
+    classifier: DigitClassifier
+    classifier_params: dict
+
+
+def load_digit_models(directory: str | os.PathLike = CHECKPOINTS) -> DigitModels:
+    """The shipped digit models (regenerate them with scripts/train_digit_models.py)."""
+    classifier, classifier_params = load_classifier(os.path.join(directory, "digit_classifier.npz"))
+    return DigitModels(
+        load(os.path.join(directory, "digits_eps.npz")),
+        load(os.path.join(directory, "digits_energy.npz")),
+        classifier,
+        classifier_params,
+    )

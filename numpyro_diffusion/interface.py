@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -51,27 +52,35 @@ class Diffusion(abc.ABC):
         return (x - jnp.sqrt(1.0 - abar) * self.eps(x, t, cond)) / jnp.sqrt(abar)
 
     def sample(
-        self, rng_key: Array, num_samples: int, cond: Any = None, *, progress_bar: bool = False
+        self,
+        rng_key: Array,
+        num_samples: int,
+        cond: Any = None,
+        *,
+        levels: Any = None,
+        progress_bar: bool = False,
     ) -> Array:
         """Ancestral (DDPM) reverse diffusion from ``N(0, I)`` at ``T - 1`` to the data.
 
-        Returns an array of shape ``(num_samples, *event_shape)``. The last step is
-        the noiseless Tweedie mean at ``t = 0``.
+        ``levels`` as in :meth:`VPSchedule.walk_levels` (``None``: every level; an int:
+        that many evenly spaced levels, respaced DDPM steps between them). Returns an
+        array of shape ``(num_samples, *event_shape)``. The last step is the noiseless
+        Tweedie mean at ``t = 0``.
         """
-        T = self.schedule.num_steps
+        walk = self.schedule.walk_levels(levels)
+        steps = jnp.asarray(np.stack([walk, np.append(walk[1:], -1)], axis=1))
         init_key, walk_key = jax.random.split(rng_key)
         x = jax.random.normal(init_key, (num_samples, *self.event_shape))
         batched_eps = jax.vmap(self.eps, in_axes=(0, None, None))
 
-        def body(x, i_x):
-            i, _ = i_x
-            t = T - 1 - i
+        def body(x, i_step):
+            i, (s, t) = i_step
             noise = jax.random.normal(jax.random.fold_in(walk_key, i), x.shape)
-            x = self.schedule.ddpm_step(x, batched_eps(x, t, cond), t, t - 1, noise)
+            x = self.schedule.ddpm_step(x, batched_eps(x, s, cond), s, t, noise)
             return x, None
 
         x, _ = progress_scan(
-            body, x, None, length=T, label="reverse diffusion", enabled=progress_bar
+            body, x, steps, length=len(walk), label="reverse diffusion", enabled=progress_bar
         )
         return x
 

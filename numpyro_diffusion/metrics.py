@@ -1,4 +1,5 @@
-"""Sample-quality metrics for low-dimensional samples: MMD and the 2-Wasserstein distance."""
+"""Sample-quality metrics: MMD and the 2-Wasserstein distance for low-dimensional samples;
+PSNR, the Frechet distance and an Inception-Score-like score for images."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
-__all__ = ["mmd", "wasserstein2"]
+__all__ = ["mmd", "wasserstein2", "psnr", "frechet_distance", "classifier_score"]
 
 
 def mmd(x: ArrayLike, y: ArrayLike, bandwidth: float = 0.1) -> Array:
@@ -43,3 +44,57 @@ def wasserstein2(x: ArrayLike, y: ArrayLike) -> float:
     cost = np.sum((x[:, None] - y[None]) ** 2, -1)
     rows, cols = linear_sum_assignment(cost)
     return float(np.sqrt(cost[rows, cols].mean()))
+
+
+def psnr(
+    estimate: ArrayLike, truth: ArrayLike, mask: ArrayLike | None = None, data_range: float = 2.0
+) -> np.ndarray:
+    """Peak signal-to-noise ratio per image, in dB, over the pixels where ``mask`` is true.
+
+    ``estimate`` ``(N, *event_shape)``; ``truth`` and ``mask`` of shape ``event_shape``
+    or ``(N, *event_shape)``; ``data_range`` is ``max - min`` of the pixel scale (2 for
+    ``[-1, 1]``). Returns ``(N,)``.
+    """
+    estimate = np.asarray(estimate, np.float64)
+    if estimate.ndim < 2:
+        raise ValueError(f"estimate must have shape (N, *event_shape), got {estimate.shape}.")
+    truth = np.broadcast_to(np.asarray(truth, np.float64), estimate.shape)
+    weight = np.ones(estimate.shape) if mask is None else np.broadcast_to(mask, estimate.shape)
+    axes = tuple(range(1, estimate.ndim))
+    count = weight.sum(axis=axes)
+    if np.any(count == 0):
+        raise ValueError("mask selects no pixel of some image; PSNR needs at least one.")
+    mse = np.sum(weight * (estimate - truth) ** 2, axis=axes) / count
+    return 10.0 * np.log10(data_range**2 / np.maximum(mse, 1e-20))
+
+
+def frechet_distance(features: ArrayLike, reference: ArrayLike) -> float:
+    """The Frechet distance between Gaussians fitted to two feature sets ``(n, d)``, ``(m, d)``.
+
+    ``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))`` (Heusel et al.'s FID
+    when the features are Inception's).
+    """
+    from scipy.linalg import sqrtm
+
+    a, b = np.asarray(features, np.float64), np.asarray(reference, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"features must be (n, d) and (m, d), got {a.shape} and {b.shape}.")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = sqrtm(cov_a @ cov_b)
+    root = root.real  # sqrtm of a product of PSD matrices; imaginary parts are round-off
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
+
+
+def classifier_score(probabilities: ArrayLike) -> float:
+    """The Inception-Score-like ``exp(E_x KL(p(y | x) || p(y)))`` of class probabilities ``(n, K)``.
+
+    1 when every sample gets the same prediction, ``K`` for confident predictions
+    spread evenly over the ``K`` classes.
+    """
+    p = np.asarray(probabilities, np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"probabilities must be (n, K), got {p.shape}.")
+    marginal = p.mean(0, keepdims=True)
+    kl = np.sum(p * (np.log(np.maximum(p, 1e-30)) - np.log(np.maximum(marginal, 1e-30))), 1)
+    return float(np.exp(kl.mean()))

@@ -111,6 +111,44 @@ class VPSchedule:
     def __repr__(self) -> str:
         return f"VPSchedule(kind={self.kind!r}, num_steps={self.num_steps})"
 
+    def walk_levels(self, levels: Any = None) -> np.ndarray:
+        """The levels a reverse walk visits, as a decreasing integer array ending at 0.
+
+        ``None``: every level; an int ``n``: ``n`` evenly spaced levels from
+        :attr:`first_conditioned_level` to 0; a strictly decreasing sequence (0 is
+        appended if missing).
+
+        Evenly spaced walks skip the levels above ``first_conditioned_level``: there
+        ``alpha_bar < 1e-3`` (the cosine schedule's last level has ``6e-8``), the data
+        are invisible, and the Tweedie estimate ``(x - sigma eps) / sqrt(alpha_bar)``
+        multiplies a network's eps error by ``1 / sqrt(alpha_bar)``; a respaced step
+        out of such a level passes that error on and samples blow up.
+        """
+        T = self.num_steps
+        if levels is None:
+            return np.arange(T - 1, -1, -1, dtype=np.int32)
+        if isinstance(levels, (int, np.integer)):
+            if not 1 <= levels <= T:
+                raise ValueError(f"levels={levels} must lie in 1 .. {T} for this schedule.")
+            top = self.first_conditioned_level
+            grid = np.round(np.linspace(top, 0, min(int(levels), top + 1))).astype(np.int32)
+            return np.unique(grid)[::-1].copy()
+        levels = np.asarray(levels)
+        if levels.ndim != 1 or levels.size == 0 or not np.issubdtype(levels.dtype, np.integer):
+            raise ValueError("levels must be a 1-D sequence of integer noise levels.")
+        self.check_level(levels)
+        if np.any(np.diff(levels) >= 0):
+            raise ValueError(f"levels must be strictly decreasing, got {levels.tolist()}.")
+        if levels[-1] != 0:
+            levels = np.append(levels, 0)
+        return levels.astype(np.int32)
+
+    @property
+    def first_conditioned_level(self) -> int:
+        """The highest level with ``alpha_bar >= 1e-3`` (where evenly spaced walks start)."""
+        ok = np.flatnonzero(np.asarray(self.alpha_bars) >= 1e-3)
+        return int(ok.max()) if ok.size else 0
+
     def check_level(self, t: Any) -> None:
         """Raise ``ValueError`` if a concrete level ``t`` is outside ``0 .. num_steps - 1``."""
         t_np = np.asarray(t)

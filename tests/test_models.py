@@ -78,3 +78,43 @@ def test_ancestral_sampling_recovers_the_gaussian():
     assert x.shape == (20_000, 2)
     np.testing.assert_allclose(x.mean(0), 0.0, atol=4 * STD / np.sqrt(20_000))
     np.testing.assert_allclose(x.std(0), STD, rtol=0.02)
+
+
+def respaced_variance(schedule, walk, var_data):
+    """Exact variance of respaced DDPM with the exact eps of N(0, var_data): each step is
+    linear in x plus independent noise, so the variance follows a recursion."""
+    abar = np.asarray(schedule.alpha_bars, np.float64)
+    v = 1.0
+    for s, t in zip(walk, list(walk[1:]) + [-1], strict=True):
+        a_s = abar[s]
+        a_t = abar[t] if t >= 0 else 1.0
+        var_s = a_s * var_data + 1 - a_s
+        x0_gain = np.sqrt(a_s) * var_data / var_s
+        beta_st = 1 - a_s / a_t
+        coef_x0 = np.sqrt(a_t) * beta_st / (1 - a_s)
+        coef_x = np.sqrt(a_s / a_t) * (1 - a_t) / (1 - a_s)
+        var_step = (1 - a_t) / (1 - a_s) * beta_st
+        v = (coef_x0 * x0_gain + coef_x) ** 2 * v + max(var_step, 0.0)
+    return v
+
+
+@pytest.mark.parametrize("levels", [None, 10])
+def test_respaced_ancestral_sampling_has_the_predicted_variance(levels):
+    model = exact_model("eps", event_shape=(2,))
+    n = 40_000
+    x = np.asarray(model.sample(jax.random.PRNGKey(2), n, levels=levels))
+    expected = respaced_variance(SCHEDULE, SCHEDULE.walk_levels(levels), STD**2)
+    se = expected * np.sqrt(2.0 / n)
+    np.testing.assert_allclose(x.var(0), expected, atol=4.5 * se)
+    if levels == 10:  # ten levels shrink the variance visibly: the check can tell them apart
+        assert (
+            abs(expected - respaced_variance(SCHEDULE, SCHEDULE.walk_levels(None), 0.25)) > 10 * se
+        )
+
+
+def test_all_levels_spelled_two_ways_give_the_same_draws():
+    model = exact_model("eps", event_shape=(2,))
+    key = jax.random.PRNGKey(3)
+    np.testing.assert_array_equal(
+        model.sample(key, 5), model.sample(key, 5, levels=np.arange(SCHEDULE.num_steps)[::-1])
+    )

@@ -81,3 +81,27 @@ def test_config_round_trip():
         assert network_from_config(network_config(net)) == net
     with pytest.raises(ValueError, match="network=..."):
         network_from_config({"class": "MyNet"})
+
+
+@pytest.mark.parametrize("size, kernel, stride", [(8, 3, 1), (8, 3, 2), (7, 3, 2), (4, 1, 1)])
+def test_patch_conv_equals_flax_conv(size, kernel, stride):
+    import flax.linen as nn
+
+    from numpyro_diffusion.networks import PatchConv
+
+    x = jax.random.normal(KEY, (2, size, size, 5))
+    conv = nn.Conv(6, (kernel, kernel), strides=(stride, stride))
+    params = conv.init(jax.random.PRNGKey(1), x)
+    patched = PatchConv(6, (kernel, kernel), (stride, stride)).apply(params, x)
+    np.testing.assert_allclose(patched, conv.apply(params, x), atol=1e-5)
+
+
+def test_unet_with_flax_convolutions_has_parameters_of_the_same_shapes():
+    x = jnp.ones((2, 8, 8, 1))
+    shapes = [
+        sorted(
+            v.shape for v in jax.tree.leaves(init_apply(UNet(base_channels=8, patch_conv=p), x)[0])
+        )
+        for p in (True, False)
+    ]
+    assert shapes[0] == shapes[1]

@@ -78,3 +78,21 @@ def test_ddpm_step_to_data_is_tweedie_and_variance_is_posterior():
     var = float(s.ddpm_step(0.0, 0.0, t, t - 1, 1.0)) ** 2
     ab, ab_prev, beta = (float(v) for v in (s.alpha_bars[t], s.alpha_bars[t - 1], s.betas[t]))
     np.testing.assert_allclose(var, (1 - ab_prev) / (1 - ab) * beta, rtol=1e-4)
+
+
+def test_walk_levels():
+    s = VPSchedule.cosine(10)
+    np.testing.assert_array_equal(s.walk_levels(), np.arange(9, -1, -1))
+    # evenly spaced walks start where alpha_bar >= 1e-3 (level 8 of 10 here)
+    assert s.first_conditioned_level == 8 and float(s.alpha_bars[9]) < 1e-3
+    np.testing.assert_array_equal(s.walk_levels(4), [8, 5, 3, 0])
+    np.testing.assert_array_equal(s.walk_levels(10), np.arange(8, -1, -1))
+    np.testing.assert_array_equal(s.walk_levels([7, 2]), [7, 2, 0])
+    for bad, message in [
+        (0, "must lie in 1 .. 10"),
+        ([2, 5], "strictly decreasing"),
+        ([12, 0], "out of range"),
+        ([1.5], "integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            s.walk_levels(bad)

@@ -8,7 +8,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from blackjax.adaptation.step_size import dual_averaging_adaptation
+from blackjax.adaptation.step_size import (
+    dual_averaging_adaptation,
+    find_reasonable_step_size,
+)
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -192,6 +195,9 @@ class AnnealedMCMC:
         self.levels = levels
         self.step_size = step_size
         self.adapt = adapting
+        # without a user-given start, search each chain's first step size (the first
+        # level's curvature is unknown; a fixed guess can diverge for whole levels)
+        self.search_first_step = adapting and step_size is None
         self.target_accept = (
             target_accept if target_accept is not None else (self.kernel.target_accept)
         )
@@ -213,23 +219,7 @@ class AnnealedMCMC:
 
     def resolve_levels(self, schedule: VPSchedule) -> np.ndarray:
         """The levels walked, as a decreasing integer array ending at 0."""
-        T = schedule.num_steps
-        if self.levels is None:
-            return np.arange(T - 1, -1, -1, dtype=np.int32)
-        if isinstance(self.levels, (int, np.integer)):
-            if not 1 <= self.levels <= T:
-                raise ValueError(f"levels={self.levels} must lie in 1 .. {T} for this schedule.")
-            grid = np.round(np.linspace(T - 1, 0, int(self.levels))).astype(np.int32)
-            return np.unique(grid)[::-1].copy()
-        levels = np.asarray(self.levels)
-        if levels.ndim != 1 or levels.size == 0 or not np.issubdtype(levels.dtype, np.integer):
-            raise ValueError("levels must be a 1-D sequence of integer noise levels.")
-        schedule.check_level(levels)
-        if np.any(np.diff(levels) >= 0):
-            raise ValueError(f"levels must be strictly decreasing, got {levels.tolist()}.")
-        if levels[-1] != 0:
-            levels = np.append(levels, 0)
-        return levels.astype(np.int32)
+        return schedule.walk_levels(self.levels)
 
     def _step_sizes(self, schedule: VPSchedule, levels: np.ndarray) -> tuple[Array, Array]:
         betas = np.asarray(schedule.betas)[levels]
@@ -335,6 +325,7 @@ class AnnealedMCMC:
         mask = family.diffusion_mask
         K, K_adapt, S = self.steps_per_level, self.num_adapt_steps, self.num_samples
         adapt, predictor, keep = self.adapt, self.predictor, self.keep_trajectory
+        search_first, target_accept = self.search_first_step, self.target_accept
         da_init, da_update, da_final = dual_averaging_adaptation(
             self.target_accept, gamma=self.da_gamma
         )
@@ -405,6 +396,21 @@ class AnnealedMCMC:
                 # Each chain adapts its own step size: a chain in a sharp corner of the
                 # target shrinks its steps instead of being stuck at the others' size.
                 sizes = jnp.where(i == 0, base, last_step) if adapt else base
+                if search_first:
+
+                    def search(sizes):
+                        def one_chain(key, state, size):
+                            def kernel_at(h):
+                                return lambda k, s: kernel.step(k, s, target, h, inv_mass)
+
+                            return find_reasonable_step_size(
+                                key, kernel_at, state, size, target_accept
+                            )
+
+                        # at i == 0 no predictor step runs, so its keys are free
+                        return jax.vmap(one_chain)(k_pred, state, sizes)
+
+                    sizes = jax.lax.cond(i == 0, search, lambda sizes: sizes, sizes)
                 accept_adapt = jnp.nan
                 if K_adapt > 0:
 

@@ -1,0 +1,144 @@
+"""The shipped digit models and the plug-and-play demonstrations at small settings
+(the full runs are benchmarks/digits.py; regenerate the models with
+scripts/train_digit_models.py)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_diffusion import digit_experiments as dx
+from numpyro_diffusion.digits import load_digit_models, load_digits_data, train_classifier
+from numpyro_diffusion.infer import AnnealedMCMC, plug_and_play
+from numpyro_diffusion.metrics import psnr
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*divergent transitions")
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_digit_models()
+
+
+@pytest.fixture(scope="module")
+def held():
+    return load_digits_data("held_out")
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """A classifier the constraints never see (another seed): judges the samples."""
+    net, params = train_classifier(load_digits_data("train"), jax.random.PRNGKey(7), 1500)
+    return lambda x: np.asarray(jnp.argmax(net.apply(params, jnp.asarray(x)), -1))
+
+
+def test_shipped_models_are_class_conditional_digit_models(models, held):
+    for model in (models.eps, models.energy):
+        assert model.event_shape == (8, 8, 1)
+        assert model.schedule.num_steps == 200
+    assert models.energy.has_energy and not models.eps.has_energy
+    predicted = np.argmax(models.classifier.apply(models.classifier_params, held.images), -1)
+    assert np.mean(predicted == held.labels) > 0.97
+
+
+@pytest.mark.parametrize("which", ["eps", "energy"])
+def test_conditional_samples_show_their_class(models, judge, which):
+    model = getattr(models, which)
+    labels = np.repeat([1, 4, 7], 10)
+    x = jnp.concatenate(
+        [model.sample(jax.random.PRNGKey(d), 10, cond=d, levels=40) for d in (1, 4, 7)]
+    )
+    assert np.mean(judge(x) == labels) > 0.8
+
+
+def test_every_inpainting_method_beats_filling_in_the_mean(models, held):
+    idx = np.concatenate([np.flatnonzero(held.labels == d)[:1] for d in (0, 2, 5, 6, 9)])
+    images, mask = held.images[idx], dx.lower_half_mask()
+    mean_fill = load_digits_data("train").images.mean(0)
+    baseline = psnr(np.where(mask, images, mean_fill[None]), images, ~mask).mean()
+    key = jax.random.PRNGKey(0)
+    hmc, _ = dx.inpaint_annealed(
+        models.energy,
+        key,
+        images,
+        mask,
+        num_chains=2,
+        levels=15,
+        steps_per_level=3,
+        progress_bar=False,
+    )
+    pnp = dx.inpaint_plug_and_play(models.eps, key, images, mask, num_samples=2, num_steps=200)
+    replaced = dx.inpaint_replacement(models.eps, key, images, mask, num_samples=2, levels=40)
+    for draws in (hmc, pnp, replaced):
+        assert draws.shape == (5, 2, 8, 8, 1)
+        np.testing.assert_allclose(
+            np.where(mask, draws, images[:, None]), images[:, None].repeat(2, 1), atol=0.3
+        )
+        assert dx.inpainting_psnr(draws, images, mask).mean() > baseline + 1.0
+
+
+def test_classifier_constraint_makes_the_chosen_digit(models, judge, held):
+    model = functools.partial(
+        dx.classifier_constraint_model,
+        models.energy,
+        models.classifier,
+        models.classifier_params,
+        3,
+    )
+    sampler = AnnealedMCMC(
+        model, "hmc", num_chains=16, steps_per_level=3, levels=15, progress_bar=False
+    )
+    sampler.run(jax.random.PRNGKey(1))
+    x = np.asarray(sampler.get_samples()["x"])
+    assert np.mean(judge(x) == 3) > 0.7
+    # not one digit sixteen times: diversity at least half the held-out threes'
+    assert dx.diversity(x) > 0.5 * dx.diversity(held.images[held.labels == 3])
+    batch = plug_and_play(
+        functools.partial(model, num_images=8), jax.random.PRNGKey(2), num_steps=200
+    ).params["x"]
+    assert batch.shape == (8, 8, 8, 1) and np.mean(judge(batch) == 3) > 0.7
+
+
+def test_symmetry_factor_makes_symmetric_digits(models):
+    sampler = AnnealedMCMC(
+        functools.partial(dx.symmetry_model, models.energy),
+        "hmc",
+        num_chains=16,
+        steps_per_level=3,
+        levels=15,
+        progress_bar=False,
+    )
+    sampler.run(jax.random.PRNGKey(3))
+    symmetric = sampler.get_samples()["x"]
+    free = models.energy.sample(jax.random.PRNGKey(4), 16, levels=40)
+    assert dx.symmetry_error(symmetric).mean() < 0.5 * dx.symmetry_error(free).mean()
+
+
+def test_guidance_sharpens_the_samples(models, held):
+    rows = dx.cfg_tradeoff(
+        models,
+        jax.random.PRNGKey(5),
+        held.images,
+        (0.0, 4.0),
+        num_per_class=8,
+        levels=20,
+        progress_bar=False,
+    )
+    unguided, strong = rows
+    assert strong["classifier_score"] > unguided["classifier_score"]
+    assert strong["accuracy"] >= unguided["accuracy"]
+    assert strong["diversity"] < unguided["diversity"]
+    assert unguided["num_samples"] == 80 and np.isfinite(unguided["frechet"])
+
+
+def test_small_helpers():
+    images = np.zeros((2, 8, 8, 1))
+    images[0, :, :4] = 1.0  # left half on: maximally asymmetric
+    np.testing.assert_allclose(dx.symmetry_error(images), [64.0, 0.0])
+    assert dx.diversity(images) == pytest.approx(np.sqrt(32.0))
+    with pytest.raises(ValueError, match="at least two"):
+        dx.diversity(images[:1])
+    mask = dx.lower_half_mask()
+    assert mask[:4].all() and not mask[4:].any()
