@@ -21,7 +21,7 @@ from jax import Array
 
 from numpyro_diffusion.compose import guided
 from numpyro_diffusion.digits import DigitModels
-from numpyro_diffusion.infer.annealed import AnnealedMCMC
+from numpyro_diffusion.infer.annealed import SIGMA_STEP_RULES, AnnealedMCMC
 from numpyro_diffusion.infer.plug_and_play import plug_and_play
 from numpyro_diffusion.inpainting import inpainting_model, replacement_inpainting
 from numpyro_diffusion.interface import Diffusion
@@ -119,19 +119,28 @@ def inpaint_annealed(
     levels: Any = 50,
     steps_per_level: int = 6,
     noise_std: float = 0.05,
+    step_size: Any = None,
     progress_bar: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Annealed MCMC on :func:`inpainting_model`, one image at a time (compiled once).
 
-    Returns the draws ``(N, num_chains, *event_shape)`` and the total number of
-    divergences.
+    ``step_size`` as in :class:`AnnealedMCMC`; for the unadjusted kernels it defaults
+    to the ``"sigma"`` rule capped at ``0.5 noise_std^2``: the likelihood's curvature
+    ``1 / noise_std^2`` makes larger Langevin steps unstable. Returns the draws
+    ``(N, num_chains, *event_shape)`` and the total number of divergences.
     """
+    if step_size is None and kernel in ("ula", "uhmc"):
+        sigmas = np.asarray(prior.schedule.sigmas)[prior.schedule.walk_levels(levels)]
+        factor, power = SIGMA_STEP_RULES[kernel]
+        cap = 0.5 * noise_std**2 if kernel == "ula" else 0.5 * noise_std
+        step_size = np.minimum(factor * sigmas**power, cap).astype(np.float32)
     sampler = AnnealedMCMC(
         functools.partial(inpainting_model, prior, noise_std=noise_std),
         kernel=kernel,
         num_chains=num_chains,
         steps_per_level=steps_per_level,
         levels=levels,
+        step_size=step_size,
         progress_bar=False,
     )
     draws, divergences = [], 0

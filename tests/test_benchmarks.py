@@ -43,3 +43,21 @@ def test_throughput_quick(tmp_path):
     assert {r["chains"] for r in measured} == {1, 4}
     assert all(r["chain_steps_per_s"] > 0 for r in measured)
     assert (tmp_path / "throughput_quick.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*divergent transitions")
+def test_digits_quick(tmp_path):
+    result = load("digits").main(["--quick", "--quiet", "--out", str(tmp_path)])
+    methods = [r["method"] for r in result["inpainting"]]
+    assert "plug-and-play (eps)" in methods and "annealed HMC (energy)" in methods
+    assert [r["w"] for r in result["cfg"]] == [0.0, 4.0]
+    assert result["constraints"]["symmetry"]["constrained_error"] >= 0
+    for name in (
+        "digits_quick.json",
+        "digits_quick.md",
+        "digits_quick_cfg.png",
+        "digits_quick_inpainting.png",
+        "digits_quick_symmetry.png",
+    ):
+        assert (tmp_path / name).exists()

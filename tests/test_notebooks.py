@@ -12,7 +12,11 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 def test_the_notebooks_are_there():
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_composition_2d.ipynb", "02_diagnostics.ipynb"} <= names
+    assert {
+        "01_composition_2d.ipynb",
+        "02_diagnostics.ipynb",
+        "03_plug_and_play_digits.ipynb",
+    } <= names
 
 
 @pytest.mark.slow
