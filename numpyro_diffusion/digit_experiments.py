@@ -26,7 +26,7 @@ from numpyro_diffusion.infer.plug_and_play import plug_and_play
 from numpyro_diffusion.inpainting import inpainting_model, replacement_inpainting
 from numpyro_diffusion.interface import Diffusion
 from numpyro_diffusion.metrics import classifier_score, frechet_distance, psnr
-from numpyro_diffusion.primitives import diffusion_prior
+from numpyro_diffusion.primitives import current_noise_level, diffusion_prior
 
 __all__ = [
     "classifier_constraint_model",
@@ -53,30 +53,50 @@ def classifier_constraint_model(
     digit: int,
     weight: float = 1.0,
     num_images: int | None = None,
+    denoised: bool = False,
 ) -> Array:
     """``p(x) p(y = digit | x)^weight`` for an unconditional prior and a clean-image classifier.
 
-    ``num_images`` puts independent images under a plate (for ``plug_and_play``);
-    ``x`` is ``(8, 8, 1)`` or ``(num_images, 8, 8, 1)``.
+    ``denoised=True`` shows the classifier Tweedie's estimate ``prior.denoise(x, t)``
+    at the current noise level instead of ``x``: a noise-aware stand-in for
+    ``p_t(y | x_t)`` for annealed MCMC, whose ``x`` carries level-``t`` noise (a clean-image
+    classifier on noisy ``x`` steers the high levels at random). ``plug_and_play``
+    optimises a clean ``x``, so leave it ``False`` there. ``num_images`` puts
+    independent images under a plate; ``x`` is ``(8, 8, 1)`` or ``(num_images, 8, 8, 1)``.
     """
     with _images_plate(num_images):
         x = diffusion_prior("x", prior)
         images = x.reshape((-1, *prior.event_shape))
+        if denoised:
+            t = current_noise_level()
+            images = jax.vmap(lambda image: prior.denoise(image, t))(images)
         log_probs = jax.nn.log_softmax(classifier.apply(classifier_params, images))
         numpyro.factor("classifier", weight * log_probs[:, digit].reshape(x.shape[:-3]))
     return x
 
 
 def symmetry_model(
-    prior: Diffusion, weight: float = 2.0, cond: Any = None, num_images: int | None = None
+    prior: Diffusion,
+    weight: float = 2.0,
+    cond: Any = None,
+    num_images: int | None = None,
+    denoised: bool = False,
 ) -> Array:
     """Graikos et al.'s hand-made constraint: ``-weight ||x - mirror(x)||^2`` (left-right).
 
-    ``x`` is ``(8, 8, 1)`` or, with ``num_images``, ``(num_images, 8, 8, 1)``.
+    ``denoised=True`` applies it to Tweedie's estimate ``prior.denoise(x, t)`` (for
+    annealed MCMC; see :func:`classifier_constraint_model`). ``x`` is ``(8, 8, 1)`` or,
+    with ``num_images``, ``(num_images, 8, 8, 1)``.
     """
     with _images_plate(num_images):
         x = diffusion_prior("x", prior, cond=cond)
-        numpyro.factor("symmetry", -weight * jnp.sum((x - x[..., ::-1, :]) ** 2, axis=(-3, -2, -1)))
+        images = x
+        if denoised:
+            t = current_noise_level()
+            flat = x.reshape((-1, *prior.event_shape))
+            images = jax.vmap(lambda image: prior.denoise(image, t))(flat).reshape(x.shape)
+        asymmetry = jnp.sum((images - images[..., ::-1, :]) ** 2, axis=(-3, -2, -1))
+        numpyro.factor("symmetry", -weight * asymmetry)
     return x
 
 

@@ -40,7 +40,7 @@ def test_inference_data_groups_names_and_dims(hmc_run):
         assert idata.sample_stats[name].shape == (16, 8), name
     levels = idata.level_stats["level"].values
     np.testing.assert_array_equal(levels, np.asarray(hmc_run.level_stats.level))
-    assert levels[0] == 99 and levels[-1] == 0
+    assert levels[0] == 96 and levels[-1] == 0  # the first conditioned level
     assert idata.level_stats["acceptance_rate"].dims == ("level",)
     assert hmc_run.to_arviz().posterior["x"].shape == (16, 8, 2)
 
@@ -59,7 +59,7 @@ def test_level_and_cloud_plots(hmc_run, tmp_path):
     fig = dg.plot_level_stats(hmc_run, title="HMC")
     assert isinstance(fig, Figure) and len(fig.axes) == 3
     fig.savefig(tmp_path / "levels.png")
-    fig = dg.plot_sample_clouds(hmc_run, levels=[99, 0])
+    fig = dg.plot_sample_clouds(hmc_run, levels=[96, 0])
     assert len(fig.axes) == 2
     levels, values = hmc_run.get_trajectory("x")
     assert values.shape == (25, 16, 2)

@@ -86,7 +86,9 @@ class AnnealedMCMC:
         diffusion with the summed scores.
     levels
         ``None`` for every schedule level, an int ``n`` for ``n`` evenly spaced
-        levels, or a strictly decreasing sequence of levels (0 is appended if missing).
+        levels from the schedule's ``first_conditioned_level`` (see
+        :meth:`VPSchedule.walk_levels`), or a strictly decreasing sequence of levels
+        (0 is appended if missing).
     step_size
         A float (fixed), a ``(L,)`` array (one per level), ``"sigma"`` (``0.05
         sigma_t^2`` for ULA / MALA, ``0.1 sigma_t`` for the leapfrog kernels), ``"beta"``
@@ -98,7 +100,10 @@ class AnnealedMCMC:
         default); giving it turns adaptation on, starting from ``step_size`` if given.
         Each chain adapts its own step size during the first ``adapt_fraction`` of
         every level, so a chain in a sharp corner of the target is not stuck at the
-        others' size; divergences are counted after adaptation.
+        others' size; divergences are counted after adaptation. Without a given
+        ``step_size``, each chain's first size comes from BlackJAX's
+        ``find_reasonable_step_size`` at the first level (with a fixed guess, nearly
+        every transition of an inpainting posterior's first two levels diverged).
     predictor
         ``"ddpm"``: one ancestral step between levels driven by the summed scores of
         the diffusion terms (priors and factors), the part of the target that changes
