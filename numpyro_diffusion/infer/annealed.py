@@ -104,10 +104,10 @@ class AnnealedMCMC:
         ``min(1, sigma_t / sigma_prev)`` (near the data the curvature grows like
         ``1 / sigma_t^2``; on the digit energy model this took the last level from 16
         divergent transitions of 16 to none). Divergences are counted after
-        adaptation. Without a given ``step_size``, each chain's first size comes from
-        BlackJAX's ``find_reasonable_step_size`` at the first level (with a fixed
-        guess, nearly every transition of an inpainting posterior's first two levels
-        diverged).
+        adaptation. Without a given ``step_size``, each chain's first size is BlackJAX's
+        ``find_reasonable_step_size`` at the first level, capped at the default start
+        (with the fixed start alone, nearly every transition of an inpainting
+        posterior's first two levels diverged).
     predictor
         ``"ddpm"``: one ancestral step between levels driven by the summed scores of
         the diffusion terms (priors and factors), the part of the target that changes
@@ -423,8 +423,11 @@ class AnnealedMCMC:
                                 key, kernel_at, state, size, target_accept
                             )
 
-                        # at i == 0 no predictor step runs, so its keys are free
-                        return jax.vmap(one_chain)(k_pred, state, sizes)
+                        # At i == 0 no predictor step runs, so its keys are free. The
+                        # search only shrinks the default: one proposal per chain is a
+                        # noisy guide, and a lucky one can pick a size that diverges.
+                        found = jax.vmap(one_chain)(k_pred, state, sizes)
+                        return jnp.minimum(found, sizes)
 
                     sizes = jax.lax.cond(i == 0, search, lambda sizes: sizes, sizes)
                 accept_adapt = jnp.nan
