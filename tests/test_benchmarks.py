@@ -52,7 +52,10 @@ def test_digits_quick(tmp_path):
     methods = [r["method"] for r in result["inpainting"]]
     assert "plug-and-play (eps)" in methods and "annealed HMC (energy)" in methods
     assert [r["w"] for r in result["cfg"]] == [0.0, 4.0]
-    assert result["constraints"]["symmetry"]["constrained_error"] >= 0
+    symmetry = result["constraints"]["symmetry"]
+    assert symmetry[0]["method"].startswith("no constraint") and len(symmetry) == 5
+    assert all(r["error"] >= 0 for r in symmetry)
+    assert {r["method"] for r in result["constraints"]["classifier"]} >= {"plug-and-play (eps)"}
     for name in (
         "digits_quick.json",
         "digits_quick.md",
