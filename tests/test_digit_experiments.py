@@ -149,7 +149,9 @@ def test_guidance_sharpens_the_samples(models, held):
     unguided, strong = rows
     assert strong["classifier_score"] > unguided["classifier_score"]
     assert strong["accuracy"] >= unguided["accuracy"]
-    assert strong["diversity"] < unguided["diversity"]
+    # the Frechet distance to held-out digits grows with strong guidance (measured at
+    # these settings: 11.4 at w = 0, 17.7 at w = 4; 3.5 and 12.6 in the full benchmark)
+    assert strong["frechet"] > unguided["frechet"] + 2.0
     assert unguided["num_samples"] == 80 and np.isfinite(unguided["frechet"])
 
 
