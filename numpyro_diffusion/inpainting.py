@@ -13,7 +13,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
@@ -99,8 +98,7 @@ def replacement_inpainting(
     schedule = prior.schedule
     mask = jnp.asarray(mask, bool)
     observed = jnp.where(mask, jnp.asarray(observed, jnp.float32), 0.0)
-    walk = schedule.walk_levels(levels)
-    steps = jnp.asarray(np.stack([walk, np.append(walk[1:], -1)], axis=1))
+    steps = jnp.asarray(schedule.walk_steps(levels))
     init_key, walk_key = jax.random.split(rng_key)
     x = jax.random.normal(init_key, (num_samples, *prior.event_shape))
     batched_eps = jax.vmap(prior.eps, in_axes=(0, None, None))
@@ -117,6 +115,6 @@ def replacement_inpainting(
         return schedule.ddpm_step(x, batched_eps(x, s, cond), s, t, noise), None
 
     x, _ = progress_scan(
-        body, x, steps, length=len(walk), label="replacement inpainting", enabled=progress_bar
+        body, x, steps, length=len(steps), label="replacement inpainting", enabled=progress_bar
     )
     return jnp.where(mask, observed, x)

@@ -7,7 +7,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
@@ -67,8 +66,7 @@ class Diffusion(abc.ABC):
         array of shape ``(num_samples, *event_shape)``. The last step is the noiseless
         Tweedie mean at ``t = 0``.
         """
-        walk = self.schedule.walk_levels(levels)
-        steps = jnp.asarray(np.stack([walk, np.append(walk[1:], -1)], axis=1))
+        steps = jnp.asarray(self.schedule.walk_steps(levels))
         init_key, walk_key = jax.random.split(rng_key)
         x = jax.random.normal(init_key, (num_samples, *self.event_shape))
         batched_eps = jax.vmap(self.eps, in_axes=(0, None, None))
@@ -80,7 +78,7 @@ class Diffusion(abc.ABC):
             return x, None
 
         x, _ = progress_scan(
-            body, x, steps, length=len(walk), label="reverse diffusion", enabled=progress_bar
+            body, x, steps, length=len(steps), label="reverse diffusion", enabled=progress_bar
         )
         return x
 

@@ -143,6 +143,12 @@ class VPSchedule:
             levels = np.append(levels, 0)
         return levels.astype(np.int32)
 
+    def walk_steps(self, levels: Any = None) -> np.ndarray:
+        """The ancestral steps of a walk over :meth:`walk_levels`: ``(L, 2)`` pairs
+        ``(s, t)`` from level ``s`` to the next lower ``t``; the last ``t`` is -1 (data)."""
+        walk = self.walk_levels(levels)
+        return np.stack([walk, np.append(walk[1:], -1)], axis=1).astype(np.int32)
+
     @property
     def first_conditioned_level(self) -> int:
         """The highest level with ``alpha_bar >= 1e-3`` (where evenly spaced walks start)."""
