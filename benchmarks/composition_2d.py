@@ -9,7 +9,7 @@ at about equal network-evaluation budgets (``--budget`` gradient evaluations per
 - ULA, MALA: ``budget / 10`` levels, a predictor step and 9 kernel steps per level;
 - U-HMC, HMC: ``budget / 10`` levels, a predictor step and 3 steps of 3 leapfrogs.
 
-Walks start at the highest level with ``alpha_bar >= 1e-3`` (see ``walked_levels``).
+Walks start at the highest level with ``alpha_bar >= 1e-3``, as every walk does.
 
 Metrics against the true composed density (box densities get 1 % outer mass so that
 every sample has a finite log-likelihood): mean log-likelihood of the samples, MMD and
@@ -38,7 +38,7 @@ import numpyro_diffusion as nd
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer import AnnealedMCMC
 from numpyro_diffusion.metrics import mmd, wasserstein2
-from numpyro_diffusion.toy2d import bar, box, grid_density, ring
+from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, device_name, write_results  # noqa: E402
@@ -127,24 +127,13 @@ def train_component(name, parameterization, seed, args, cache):
     return model
 
 
-def walked_levels(schedule, count: int | None) -> np.ndarray:
-    """Levels from the top usable level down to 0: every one, or ``count`` evenly spaced.
-
-    The cosine schedule's last betas reach 0.999, where one DDPM step multiplies the
-    noise model's error by ``1 / sqrt(alpha_t)`` (about 30); an imperfect eps model then
-    sends chains to 1e4. Walks start at the highest level with ``alpha_bar >= 1e-3``
-    (there ``beta_t`` is about 0.1 and the marginal is N(0, I) to within 0.1 %).
-    """
-    if count is None:
-        return np.arange(schedule.first_conditioned_level, -1, -1)
-    return schedule.walk_levels(count)
-
-
 def run_sampler(program, kernel, steps, args, key, schedule):
+    # every walk starts at the schedule's first_conditioned_level (below the cosine
+    # schedule's singular top levels); the budget spends 10 gradients per level
     if steps is None:
-        levels, steps = walked_levels(schedule, None), 0
+        levels, steps = None, 0
     else:
-        levels = walked_levels(schedule, args.budget // 10)
+        levels = min(args.budget // 10, schedule.first_conditioned_level + 1)
     sampler = AnnealedMCMC(
         program, kernel, args.chains, steps_per_level=steps, levels=levels, progress_bar=False
     )

@@ -31,7 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_diffusion.digit_experiments import (
+from numpyro_diffusion.infer import AnnealedMCMC, plug_and_play
+from numpyro_diffusion.metrics import psnr
+from numpyro_diffusion.tasks.digit_experiments import (
     cfg_tradeoff,
     classifier_constraint_model,
     diversity,
@@ -43,9 +45,7 @@ from numpyro_diffusion.digit_experiments import (
     symmetry_error,
     symmetry_model,
 )
-from numpyro_diffusion.digits import load_digit_models, load_digits_data, train_classifier
-from numpyro_diffusion.infer import AnnealedMCMC, plug_and_play
-from numpyro_diffusion.metrics import psnr
+from numpyro_diffusion.tasks.digits import load_digit_models, load_digits_data, train_classifier
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, device_name, write_results  # noqa: E402

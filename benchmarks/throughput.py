@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, device_name, write_results  # noqa: E402
 
 from numpyro_diffusion import DiffusionModel, UNet, VPSchedule
-from numpyro_diffusion.demo import load_demo_models
 from numpyro_diffusion.infer import AnnealedMCMC
+from numpyro_diffusion.tasks.demo import load_demo_models
 
 
 def build_models(quick: bool) -> dict[str, DiffusionModel]:

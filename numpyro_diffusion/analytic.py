@@ -33,8 +33,12 @@ class GaussianMixtureDiffusion(Diffusion):
         A :class:`VPSchedule`; ``VPSchedule.linear()`` by default.
 
     ``cond=k`` (an integer, possibly traced) restricts every method to component
-    ``k``, which makes classifier-free guidance exactly computable.
+    ``k``, which makes classifier-free guidance exactly computable. Energies are
+    normalised (``energy = -log p_t`` exactly).
     """
+
+    data_fields = ("means", "stds", "weights")
+    energy_normalized = True
 
     def __init__(
         self,
@@ -71,10 +75,27 @@ class GaussianMixtureDiffusion(Diffusion):
     def has_energy(self) -> bool:
         return True
 
+    def check_cond(self, cond: Any) -> Any:
+        if cond is None:
+            return None
+        cond = jnp.asarray(cond)
+        if cond.ndim != 0 or not jnp.issubdtype(cond.dtype, jnp.integer):
+            raise ValueError(
+                f"cond selects one component: an integer in 0 .. {self.num_components - 1}, "
+                f"got shape {cond.shape} and dtype {cond.dtype}."
+            )
+        if not isinstance(cond, jax.core.Tracer) and not 0 <= int(cond) < self.num_components:
+            raise ValueError(
+                f"component {int(cond)} is out of range: this mixture has components 0 .. "
+                f"{self.num_components - 1}."
+            )
+        return cond
+
     def _log_weights(self, cond: Any) -> Array:
         log_w = jnp.log(self.weights)
         if cond is None:
             return log_w
+        cond = self.check_cond(cond)
         return jnp.where(jnp.arange(self.num_components) == cond, 0.0, -jnp.inf)
 
     def component_moments(self, t: ArrayLike | None) -> tuple[Array, Array]:
@@ -84,6 +105,7 @@ class GaussianMixtureDiffusion(Diffusion):
         """
         if t is None:
             return self.means, self.stds**2
+        self.check_level(t)
         abar = self.schedule.alpha_bars[t]
         return jnp.sqrt(abar) * self.means, abar * self.stds**2 + (1.0 - abar)
 

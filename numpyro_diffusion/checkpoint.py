@@ -28,7 +28,7 @@ from numpyro_diffusion.models import DiffusionModel
 from numpyro_diffusion.networks import network_config, network_from_config
 from numpyro_diffusion.schedules import VPSchedule
 
-__all__ = ["save", "load", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "read_archive", "write_archive", "FORMAT", "VERSION"]
 
 FORMAT = "numpyro_diffusion.checkpoint"
 VERSION = 1

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "demo":
-        from numpyro_diffusion.demo import run_demo
+        from numpyro_diffusion.tasks.demo import run_demo
 
         run_demo(
             chains=args.chains,

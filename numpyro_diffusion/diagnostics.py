@@ -38,8 +38,7 @@ def to_arviz(sampler: Any) -> az.InferenceData:
     lp = np.asarray(draws.lp)
     if np.all(np.isfinite(lp)):
         stats["lp"] = lp
-    if sampler.kernel.name in ("hmc", "uhmc"):
-        stats["n_steps"] = np.full(lp.shape, sampler.num_integration_steps, dtype=np.int64)
+    stats["n_steps"] = np.full(lp.shape, sampler.kernel.num_integration_steps, dtype=np.int64)
     with warnings.catch_warnings():
         # many independent chains with few draws each is the annealed sampler's normal shape
         warnings.filterwarnings("ignore", message="More chains")

@@ -72,17 +72,34 @@ def frechet_distance(features: ArrayLike, reference: ArrayLike) -> float:
     """The Frechet distance between Gaussians fitted to two feature sets ``(n, d)``, ``(m, d)``.
 
     ``||mu_1 - mu_2||^2 + tr(S_1 + S_2 - 2 (S_1 S_2)^(1/2))`` (Heusel et al.'s FID
-    when the features are Inception's).
+    when the features are Inception's). Singular covariances (fewer samples than
+    features, constant features) get ``1e-6 * I`` added, as in Heusel et al.'s code;
+    an imaginary part of the matrix root beyond round-off raises ``ValueError``.
     """
     from scipy.linalg import sqrtm
 
     a, b = np.asarray(features, np.float64), np.asarray(reference, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"features must be (n, d) and (m, d), got {a.shape} and {b.shape}.")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError("the Frechet distance needs at least 2 samples in each set.")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("features hold NaN or inf values.")
     mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
     root = sqrtm(cov_a @ cov_b)
-    root = root.real  # sqrtm of a product of PSD matrices; imaginary parts are round-off
+    if not np.all(np.isfinite(root)) or np.linalg.matrix_rank(cov_a @ cov_b) < len(cov_a):
+        offset = 1e-6 * np.eye(len(cov_a))
+        root = sqrtm((cov_a + offset) @ (cov_b + offset))
+    if np.iscomplexobj(root):
+        scale = max(1.0, float(np.max(np.abs(root.real))))
+        if np.max(np.abs(root.imag)) > 1e-3 * scale:
+            raise ValueError(
+                f"the matrix square root has an imaginary part of {np.max(np.abs(root.imag)):.3g}"
+                ": the covariances are ill-conditioned; use more samples or fewer features."
+            )
+        root = root.real
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * root))
 
 

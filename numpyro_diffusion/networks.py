@@ -24,6 +24,7 @@ __all__ = [
     "EnergyNetwork",
     "network_config",
     "network_from_config",
+    "network_num_classes",
 ]
 
 
@@ -274,3 +275,12 @@ def network_from_config(config: dict[str, Any]) -> nn.Module:
         elif isinstance(value, list):
             config[key] = tuple(value)
     return BUILTIN_NETWORKS[name](**config)
+
+
+def network_num_classes(network: Any) -> int | None:
+    """The number of classes of a (possibly energy-wrapped) built-in network, else None."""
+    while network is not None:
+        if getattr(network, "num_classes", None) is not None:
+            return int(network.num_classes)
+        network = getattr(network, "base", None)
+    return None

@@ -36,6 +36,8 @@ __all__ = [
     "noise_level",
     "current_noise_level",
     "gradient_only",
+    "base_distribution",
+    "diffusion_sites",
 ]
 
 
@@ -43,7 +45,9 @@ class noise_level(Messenger):
     """Effect handler that sets the noise level ``t`` of every diffusion site inside it.
 
     ``t`` is an integer and may be traced, so the handler works under ``jit`` and in
-    ``lax.scan`` over levels.
+    ``lax.scan`` over levels. It follows NumPyro's handler protocol: it answers the
+    ``"noise_level"`` message that :func:`current_noise_level` sends (the innermost
+    handler wins; ``handlers.block`` hides it like any other effect).
     """
 
     def __init__(self, t: ArrayLike, fn: Any = None):
@@ -56,38 +60,47 @@ class noise_level(Messenger):
         self.t = t
         super().__init__(fn)
 
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "noise_level" and msg["value"] is None:
+            msg["value"] = self.t
+
 
 class gradient_only(Messenger):
     """Marks a computation that needs only gradients of the log-density.
 
     Inside it, score-only diffusion sites contribute ``sum(stop_gradient(s) * (x -
-    stop_gradient(x)))``: zero in value, the score ``s`` in gradient.
+    stop_gradient(x)))``: zero in value, the score ``s`` in gradient. It answers the
+    ``"gradient_only"`` message of NumPyro's handler protocol.
     """
 
+    def process_message(self, msg: dict) -> None:
+        if msg["type"] == "gradient_only" and msg["value"] is None:
+            msg["value"] = True
 
-def _innermost(kind: type) -> Any:
-    for handler in reversed(numpyro.primitives._PYRO_STACK):
-        if isinstance(handler, kind):
-            return handler
-    return None
+
+def _ask(kind: str, default: Any) -> Any:
+    """Send a ``kind`` message through NumPyro's handler stack; ``default`` if unanswered."""
+    msg = {
+        "type": kind,
+        "name": None,
+        "fn": lambda: default,
+        "args": (),
+        "kwargs": {},
+        "value": None,
+    }
+    return numpyro.primitives.apply_stack(msg)["value"]
 
 
 def current_noise_level() -> ArrayLike:
     """The level set by the innermost :class:`noise_level` handler, or 0 outside any."""
-    handler = _innermost(noise_level)
-    return 0 if handler is None else handler.t
-
-
-def _check_level(model: Diffusion, t: ArrayLike) -> None:
-    if not isinstance(t, jax.core.Tracer):
-        model.schedule.check_level(t)
+    return _ask("noise_level", 0)
 
 
 def _log_density(model: Diffusion, x: Array, t: ArrayLike, cond: Any, weight: ArrayLike) -> Array:
     """``-weight * E(x, t)`` for one unbatched ``x``, or the score surrogate."""
     if model.has_energy:
         return -weight * model.energy(x, t, cond)
-    if _innermost(gradient_only) is None:
+    if not _ask("gradient_only", False):
         raise EnergyUnavailableError(
             "This diffusion site's model (a log-density value was requested)"
         )
@@ -113,12 +126,14 @@ def _batched_log_density(model, value, t, cond, weight) -> Array:
 class DiffusionPrior(dist.Distribution):
     """The density ``p_t`` of a diffusion model at a fixed level, as a NumPyro distribution.
 
-    ``log_prob(x) = -model.energy(x, t)``; ``sample`` runs the model's reverse
-    diffusion (exact draws for :class:`GaussianMixtureDiffusion`).
+    ``log_prob(x) = -model.energy(x, t)``; ``sample`` draws from the same ``p_t``
+    by the model's reverse diffusion (exact draws for
+    :class:`GaussianMixtureDiffusion`). The model, ``cond`` and ``t`` are pytree
+    data, so the distribution can be built under ``vmap`` and ``jit``.
     """
 
     arg_constraints: dict = {}
-    pytree_aux_fields = ("model", "cond", "t")
+    pytree_data_fields = ("model", "cond", "t")
 
     def __init__(self, model: Diffusion, cond: Any = None, t: ArrayLike = 0, *, validate_args=None):
         if not isinstance(model, Diffusion):
@@ -126,7 +141,8 @@ class DiffusionPrior(dist.Distribution):
                 f"diffusion sites take a diffusion model (the Diffusion interface), got "
                 f"{type(model).__name__}."
             )
-        _check_level(model, t)
+        model.check_level(t)
+        model.check_cond(cond)
         self.model, self.cond, self.t = model, cond, t
         super().__init__(
             batch_shape=(), event_shape=tuple(model.event_shape), validate_args=validate_args
@@ -139,7 +155,7 @@ class DiffusionPrior(dist.Distribution):
     def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
         shape = tuple(sample_shape) + tuple(self.batch_shape)
         n = math.prod(shape)
-        x = self.model.sample(key, n, self.cond)
+        x = self.model.sample(key, n, self.cond, t=self.t)
         return x.reshape(shape + tuple(self.event_shape))
 
     def log_prob(self, value: Array) -> Array:
@@ -151,14 +167,15 @@ class DiffusionFactor(dist.Distribution):
 
     arg_constraints: dict = {}
     support = constraints.real
-    pytree_aux_fields = ("model", "cond", "t", "weight")
+    pytree_data_fields = ("model", "cond", "t", "weight")
 
     def __init__(self, model: Diffusion, cond: Any = None, t: ArrayLike = 0, weight=1.0):
         if not isinstance(model, Diffusion):
             raise TypeError(
                 f"diffusion_factor takes a diffusion model, got {type(model).__name__}."
             )
-        _check_level(model, t)
+        model.check_level(t)
+        model.check_cond(cond)
         self.model, self.cond, self.t, self.weight = model, cond, t, weight
         super().__init__(batch_shape=(), event_shape=tuple(model.event_shape))
 
@@ -187,3 +204,23 @@ def diffusion_factor(
     refuses those, so this is a signed factor. Returns ``x``.
     """
     return numpyro.sample(name, DiffusionFactor(model, cond, current_noise_level(), weight), obs=x)
+
+
+def base_distribution(fn: Any) -> Any:
+    """``fn`` with NumPyro's wrappers (expand, mask, independent) peeled off."""
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def diffusion_sites(trace: dict) -> dict[str, DiffusionPrior | DiffusionFactor]:
+    """The diffusion sites of a NumPyro trace: site name -> its unwrapped
+    :class:`DiffusionPrior` or :class:`DiffusionFactor`, in the trace's order."""
+    sites = {}
+    for name, site in trace.items():
+        if site["type"] != "sample":
+            continue
+        base = base_distribution(site["fn"])
+        if isinstance(base, (DiffusionPrior, DiffusionFactor)):
+            sites[name] = base
+    return sites

@@ -6,6 +6,7 @@ import math
 import warnings
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -101,62 +102,85 @@ class VPSchedule:
         raise ValueError(f"unknown schedule kind {kind!r}; expected linear, cosine or custom.")
 
     def __eq__(self, other: object) -> bool:
+        # Exact, so that equal schedules hash equally (a schedule is static data of a
+        # compiled program); schedules rebuilt from a config are bit-identical.
         if not isinstance(other, VPSchedule):
             return NotImplemented
-        return self.num_steps == other.num_steps and np.allclose(self._betas, other._betas)
+        return self.num_steps == other.num_steps and np.array_equal(self._betas, other._betas)
 
     def __hash__(self) -> int:
-        return hash((self.num_steps, self._betas[:4].tobytes(), self._betas[-4:].tobytes()))
+        return hash((self.num_steps, self._betas.tobytes()))
 
     def __repr__(self) -> str:
         return f"VPSchedule(kind={self.kind!r}, num_steps={self.num_steps})"
 
-    def walk_levels(self, levels: Any = None) -> np.ndarray:
-        """The levels a reverse walk visits, as a decreasing integer array ending at 0.
+    def walk_levels(self, levels: Any = None, stop: int = 0) -> np.ndarray:
+        """The levels a reverse walk visits, as a decreasing integer array ending at ``stop``.
 
-        ``None``: every level; an int ``n``: ``n`` evenly spaced levels from
-        :attr:`first_conditioned_level` to 0; a strictly decreasing sequence (0 is
-        appended if missing).
+        ``None``: every level from :attr:`first_conditioned_level` down; an int ``n``:
+        ``n`` evenly spaced levels from there down (``n = 1`` is ``stop`` alone); a
+        strictly decreasing sequence (``stop`` is appended if missing).
 
-        Evenly spaced walks skip the levels above ``first_conditioned_level``: there
-        ``alpha_bar < 1e-3`` (the cosine schedule's last level has ``6e-8``), the data
-        are invisible, and the Tweedie estimate ``(x - sigma eps) / sqrt(alpha_bar)``
-        multiplies a network's eps error by ``1 / sqrt(alpha_bar)``; a respaced step
-        out of such a level passes that error on and samples blow up.
+        Walks start at ``first_conditioned_level`` because above it ``alpha_bar <
+        1e-3`` (the cosine schedule's last level has ``6e-8``), the data are
+        invisible, and the Tweedie estimate ``(x - sigma eps) / sqrt(alpha_bar)``
+        multiplies a network's eps error by ``1 / sqrt(alpha_bar)``; a step out of
+        such a level passes that error on and samples blow up. Give the sequence
+        explicitly to walk the levels above it.
         """
-        T = self.num_steps
+        self.check_level(stop)
+        stop = int(stop)
+        top = max(self.first_conditioned_level, stop)
+        usable = top - stop + 1
         if levels is None:
-            return np.arange(T - 1, -1, -1, dtype=np.int32)
-        if isinstance(levels, (int, np.integer)):
-            if not 1 <= levels <= T:
-                raise ValueError(f"levels={levels} must lie in 1 .. {T} for this schedule.")
-            top = self.first_conditioned_level
-            grid = np.round(np.linspace(top, 0, min(int(levels), top + 1))).astype(np.int32)
-            return np.unique(grid)[::-1].copy()
+            return np.arange(top, stop - 1, -1, dtype=np.int32)
+        if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+            if not 1 <= levels <= usable:
+                raise ValueError(
+                    f"levels={levels} must lie in 1 .. {usable}: evenly spaced walks use the "
+                    f"levels {top} .. {stop} (from first_conditioned_level down); give an "
+                    "explicit decreasing sequence to walk others."
+                )
+            if levels == 1:
+                return np.asarray([stop], np.int32)
+            return np.round(np.linspace(top, stop, int(levels))).astype(np.int32)
         levels = np.asarray(levels)
         if levels.ndim != 1 or levels.size == 0 or not np.issubdtype(levels.dtype, np.integer):
-            raise ValueError("levels must be a 1-D sequence of integer noise levels.")
+            raise ValueError("levels must be an int, None, or a 1-D sequence of integer levels.")
         self.check_level(levels)
         if np.any(np.diff(levels) >= 0):
             raise ValueError(f"levels must be strictly decreasing, got {levels.tolist()}.")
-        if levels[-1] != 0:
-            levels = np.append(levels, 0)
+        if levels[-1] < stop:
+            raise ValueError(f"levels {levels.tolist()} go below the final level {stop}.")
+        if levels[-1] != stop:
+            levels = np.append(levels, stop)
         return levels.astype(np.int32)
 
-    def walk_steps(self, levels: Any = None) -> np.ndarray:
+    def walk_steps(self, levels: Any = None, stop: int | None = None) -> np.ndarray:
         """The ancestral steps of a walk over :meth:`walk_levels`: ``(L, 2)`` pairs
-        ``(s, t)`` from level ``s`` to the next lower ``t``; the last ``t`` is -1 (data)."""
-        walk = self.walk_levels(levels)
-        return np.stack([walk, np.append(walk[1:], -1)], axis=1).astype(np.int32)
+        ``(s, t)`` from level ``s`` to the next lower ``t``. With ``stop=None`` the walk
+        ends at the clean data (the last ``t`` is -1); with a level it ends at
+        ``x_stop`` (a walk of the one level ``stop`` is the no-op pair ``(stop, stop)``)."""
+        if stop is None:
+            walk = self.walk_levels(levels)
+            return np.stack([walk, np.append(walk[1:], -1)], axis=1).astype(np.int32)
+        walk = self.walk_levels(levels, stop)
+        walk = walk if walk.size > 1 else np.repeat(walk, 2)
+        return np.stack([walk[:-1], walk[1:]], axis=1).astype(np.int32)
 
     @property
     def first_conditioned_level(self) -> int:
-        """The highest level with ``alpha_bar >= 1e-3`` (where evenly spaced walks start)."""
+        """The highest level with ``alpha_bar >= 1e-3`` (where default walks start)."""
         ok = np.flatnonzero(np.asarray(self.alpha_bars) >= 1e-3)
         return int(ok.max()) if ok.size else 0
 
     def check_level(self, t: Any) -> None:
-        """Raise ``ValueError`` if a concrete level ``t`` is outside ``0 .. num_steps - 1``."""
+        """Raise ``ValueError`` if a concrete level ``t`` is outside ``0 .. num_steps - 1``.
+
+        Traced levels cannot be checked and pass.
+        """
+        if isinstance(t, jax.core.Tracer):
+            return
         t_np = np.asarray(t)
         if not np.issubdtype(t_np.dtype, np.integer):
             raise ValueError(f"noise levels are integers, got dtype {t_np.dtype}.")
@@ -166,30 +190,48 @@ class VPSchedule:
                 f"0 .. {self.num_steps - 1}."
             )
 
-    def ddpm_step(self, x: Array, eps: Array, s: ArrayLike, t: ArrayLike, noise: Array) -> Array:
-        """One ancestral step from level ``s`` to a lower level ``t`` (``t < s``).
+    def noise(self, x0: Array, eps: Array, t: ArrayLike) -> Array:
+        """Forward noising ``x_t = sqrt(abar_t) x0 + sigma_t eps``; ``t`` broadcasts
+        against the leading axes of ``x0`` (a scalar, or ``(B,)`` for a batch)."""
+        abar = _leading(self.alpha_bars[t], x0)
+        return jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * eps
 
-        Samples the DDPM posterior ``q(x_t | x_s, x_0 = x0_hat)`` with the Tweedie
-        estimate ``x0_hat = (x_s - sigma_s eps) / sqrt(abar_s)``; for ``t = s - 1``
-        this is Ho et al.'s update, for larger jumps the respaced one. ``t = -1``
-        denotes the clean data and returns ``x0_hat``.
+    def denoise(self, x: Array, eps: Array, t: ArrayLike) -> Array:
+        """Tweedie's estimate ``x0_hat = (x_t - sigma_t eps) / sqrt(abar_t)``."""
+        abar = _leading(self.alpha_bars[t], x)
+        return (x - jnp.sqrt(1.0 - abar) * eps) / jnp.sqrt(abar)
 
-        Parameters
-        ----------
-        x, eps, noise
-            Arrays of one shape; ``eps`` is the model's noise prediction at ``(x, s)``
-            and ``noise`` a standard normal draw.
-        s, t
-            Integer levels, possibly traced.
-        """
+    def ddpm_transition(
+        self, x: Array, eps: Array, s: ArrayLike, t: ArrayLike
+    ) -> tuple[Array, Array]:
+        """Mean (shaped like ``x``) and variance (a scalar) of the ancestral step from
+        level ``s`` to a lower level ``t``: the DDPM posterior ``q(x_t | x_s, x_0 =
+        x0_hat)`` at Tweedie's ``x0_hat``. ``t = -1`` is the clean data (variance 0)."""
         abar_s = self.alpha_bars[s]
         abar_t = jnp.where(t >= 0, self.alpha_bars[jnp.maximum(t, 0)], 1.0)
-        x0_hat = (x - jnp.sqrt(1.0 - abar_s) * eps) / jnp.sqrt(abar_s)
+        x0_hat = self.denoise(x, eps, s)
         beta_st = 1.0 - abar_s / abar_t
         coef_x0 = jnp.sqrt(abar_t) * beta_st / (1.0 - abar_s)
         coef_x = jnp.sqrt(abar_s / abar_t) * (1.0 - abar_t) / (1.0 - abar_s)
-        var = (1.0 - abar_t) / (1.0 - abar_s) * beta_st
-        return coef_x0 * x0_hat + coef_x * x + jnp.sqrt(jnp.maximum(var, 0.0)) * noise
+        var = jnp.maximum((1.0 - abar_t) / (1.0 - abar_s) * beta_st, 0.0)
+        return coef_x0 * x0_hat + coef_x * x, var
+
+    def ddpm_step(self, x: Array, eps: Array, s: ArrayLike, t: ArrayLike, noise: Array) -> Array:
+        """One ancestral step from level ``s`` to a lower level ``t`` (``t < s``).
+
+        Samples :meth:`ddpm_transition`; for ``t = s - 1`` this is Ho et al.'s
+        update, for larger jumps the respaced one, and ``t = -1`` returns ``x0_hat``.
+        ``x``, ``eps`` (the model's noise prediction at ``(x, s)``) and ``noise`` (a
+        standard normal draw) share one shape; ``s`` and ``t`` may be traced.
+        """
+        mean, var = self.ddpm_transition(x, eps, s, t)
+        return mean + jnp.sqrt(var) * noise
+
+
+def _leading(values: Array, x: Array) -> Array:
+    """``values`` (a scalar or ``(B,)``) shaped to broadcast over ``x``'s trailing axes."""
+    values = jnp.asarray(values)
+    return values.reshape(values.shape + (1,) * (jnp.ndim(x) - values.ndim))
 
 
 def _check_num_steps(num_steps: int) -> None:

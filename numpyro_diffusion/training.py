@@ -13,19 +13,11 @@ from jax import Array
 from jax.typing import ArrayLike
 
 from numpyro_diffusion.models import DiffusionModel
+from numpyro_diffusion.networks import network_num_classes
 from numpyro_diffusion.parameterization import check_parameterization, eps_from_prediction
 from numpyro_diffusion.schedules import VPSchedule
 
-__all__ = ["train", "network_num_classes"]
-
-
-def network_num_classes(network: Any) -> int | None:
-    """The number of classes of a (possibly energy-wrapped) built-in network, else None."""
-    while network is not None:
-        if getattr(network, "num_classes", None) is not None:
-            return int(network.num_classes)
-        network = getattr(network, "base", None)
-    return None
+__all__ = ["train"]
 
 
 def _predicted_eps(network, params, parameterization, schedule, x_t, t, cond):
@@ -116,8 +108,7 @@ def train(
         x0 = data[idx]
         t = jax.random.randint(k_t, (batch_size,), 0, T)
         eps = jax.random.normal(k_eps, x0.shape)
-        abar = schedule.alpha_bars[t].reshape((-1,) + (1,) * len(event_shape))
-        x_t = jnp.sqrt(abar) * x0 + jnp.sqrt(1.0 - abar) * eps
+        x_t = schedule.noise(x0, eps, t)
         cond = None
         if labels is not None:
             drop = jax.random.uniform(k_drop, (batch_size,)) < p_uncond

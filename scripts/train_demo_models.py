@@ -3,8 +3,9 @@
     python scripts/train_demo_models.py [--steps 6000] [--out numpyro_diffusion/checkpoints]
 
 Trains Du et al.'s ring (8 Gaussians, radius 0.5, std 0.03) and vertical bar
-(|x| <= 0.2, |y| <= 1) as energy-parameterised residual MLPs on a 100-level cosine
-schedule, and saves them as ``ring.npz`` and ``bar.npz``.
+(|x| <= 0.2, |y| <= 1) by the demo's recipe (``tasks.demo.train_demo_model``, the
+same one ``numpyro-diffusion demo --retrain`` uses) and saves ``ring.npz`` and
+``bar.npz``.
 """
 
 from __future__ import annotations
@@ -14,30 +15,10 @@ import os
 import time
 
 import jax
-import optax
 
-from numpyro_diffusion import EnergyNetwork, ResidualMLP, VPSchedule, save, train
-from numpyro_diffusion.toy2d import bar, ring
-
-DEMO_SCHEDULE = dict(num_steps=100)
-DEMO_NETWORK = dict(hidden=64, num_blocks=3, time_embed_dim=32)
-
-
-def train_demo_model(toy, rng_key, steps: int, progress_bar: bool = True):
-    data_key, train_key = jax.random.split(rng_key)
-    data = toy.sample(data_key, 100_000)
-    return train(
-        EnergyNetwork(ResidualMLP(**DEMO_NETWORK), form="dae"),
-        data,
-        schedule=VPSchedule.cosine(**DEMO_SCHEDULE),
-        parameterization="energy",
-        num_steps=steps,
-        batch_size=1000,
-        optimizer=optax.adam(1e-3),
-        rng_key=train_key,
-        ema_decay=0.999,
-        progress_bar=progress_bar,
-    )
+from numpyro_diffusion import save
+from numpyro_diffusion.tasks.demo import train_demo_model
+from numpyro_diffusion.tasks.toy2d import bar, ring
 
 
 def main() -> None:

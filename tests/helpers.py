@@ -102,6 +102,8 @@ class ScoreOnly:
         from numpyro_diffusion.interface import Diffusion
 
         class _ScoreOnly(Diffusion):
+            data_fields = ("inner",)
+
             def __init__(self, inner):
                 self.inner = inner
                 self.schedule = inner.schedule

@@ -29,6 +29,7 @@ def test_composition_2d_quick(tmp_path):
         assert (tmp_path / f"composition_2d_quick.{suffix}").exists()
 
 
+@pytest.mark.slow
 def test_overhead_quick(tmp_path):
     result = load("overhead").main(["--quick", "--out", str(tmp_path)])
     assert result["library_traces"] == 1

@@ -27,7 +27,13 @@ def make_model(network, event_shape, parameterization, schedule):
 
 MODELS = [
     (EnergyNetwork(ResidualMLP(hidden=16, num_blocks=2)), (2,), "energy", VPSchedule.cosine(50)),
-    (UNet(base_channels=8, num_classes=10), (8, 8, 1), "eps", VPSchedule.linear(1000)),
+    pytest.param(
+        UNet(base_channels=8, num_classes=10),
+        (8, 8, 1),
+        "eps",
+        VPSchedule.linear(1000),
+        marks=pytest.mark.slow,
+    ),
 ]
 
 

@@ -55,7 +55,7 @@ def test_console_script_is_installed():
 
 @pytest.mark.slow
 def test_demo_shows_annealed_hmc_closer_to_the_truth(tmp_path, capsys):
-    from numpyro_diffusion.demo import run_demo
+    from numpyro_diffusion.tasks.demo import run_demo
 
     png = tmp_path / "demo.png"
     rows = run_demo(chains=300, levels=50, steps_per_level=8, output=str(png), progress_bar=False)

@@ -110,7 +110,7 @@ def test_refusals_of_incompatible_models():
     other_schedule = GaussianMixtureDiffusion(
         [[0.0, 0.0]], [[1.0, 1.0]], schedule=VPSchedule.cosine(60)
     )
-    with pytest.raises(ValueError, match="share one noise schedule"):
+    with pytest.raises(ValueError, match="must share one schedule"):
         product(A, other_schedule)
     three_d = GaussianMixtureDiffusion([[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], schedule=S)
     with pytest.raises(ValueError, match="share one event shape"):
@@ -119,3 +119,36 @@ def test_refusals_of_incompatible_models():
         mixture([A, B], [1.0, -1.0])
     with pytest.raises(ValueError, match="at least one model"):
         product()
+
+
+def test_compositions_pass_cond_to_their_parts():
+    x, t = jnp.array([0.3, -0.2]), 10
+    for k in (0, 1):
+        np.testing.assert_allclose(product(A, A).energy(x, t, k), 2 * A.energy(x, t, k), rtol=1e-6)
+        np.testing.assert_allclose(mixture([A, A]).energy(x, t, k), A.energy(x, t, k), rtol=1e-5)
+        np.testing.assert_allclose(
+            negation(A, A, 0.5).eps(x, t, k), A.eps(x, t, k), rtol=1e-4, atol=1e-6
+        )
+        cg = classifier_guided(A, lambda y, s: -jnp.sum(y**2), 0.3)
+        np.testing.assert_allclose(
+            cg.energy(x, t, k), A.energy(x, t, k) + 0.3 * jnp.sum(x**2), rtol=1e-5
+        )
+    with pytest.raises(ValueError, match="out of range"):
+        product(A, B).energy(x, t, 1)  # B has one component
+
+
+def test_compositions_are_pytrees_and_mixing_unnormalised_energies_warns():
+    composite = guided(negation(A, B, 0.3), 0, 2.0)
+    leaves = jax.tree.leaves(composite)
+    # twice the negation (its parts and its coefficients), guidance's coefficients and cond
+    assert len(leaves) == 2 * (len(jax.tree.leaves((A, B))) + 1) + 1 + 1
+    rebuilt = jax.tree.map(lambda v: v, composite)
+    x = jnp.array([0.2, 0.4])
+    np.testing.assert_allclose(rebuilt.energy(x, 5), composite.energy(x, 5), rtol=1e-6)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mixture([A, B])  # exact models are normalised: no warning
+    with pytest.warns(UserWarning, match="not known to be normalised"):
+        mixture([product(A, B), B])

@@ -80,6 +80,7 @@ def test_unadjusted_runs_omit_acceptance_and_trajectory_is_opt_in():
     )
     sampler.run(jax.random.PRNGKey(1))
     stats = sampler.to_arviz().sample_stats
-    assert "acceptance_rate" not in stats and "n_steps" not in stats and "lp" in stats
+    assert "acceptance_rate" not in stats and "lp" in stats
+    np.testing.assert_array_equal(stats["n_steps"], 1)  # one gradient step per transition
     with pytest.raises(RuntimeError, match="keep_trajectory=True"):
         sampler.get_trajectory("x")

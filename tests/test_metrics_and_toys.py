@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numpyro_diffusion.metrics import mmd, wasserstein2
-from numpyro_diffusion.toy2d import bar, box, grid_density, ring
+from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 
 
 def test_toy_log_probs_are_normalised():
@@ -41,3 +41,17 @@ def test_mmd_and_w2_tell_same_from_different():
     assert wasserstein2(a, a) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="one shape"):
         wasserstein2(a, c[:10])
+
+
+def test_frechet_distance_handles_singular_covariances_and_refuses_nonsense():
+    from numpyro_diffusion.metrics import frechet_distance
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((5, 20)), rng.standard_normal((6, 20))  # n < d: singular
+    d = frechet_distance(a, b)
+    assert np.isfinite(d) and d > 0
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-4)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        frechet_distance(a[:1], b)
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(np.full((3, 2), np.nan), b[:, :2])

@@ -1,10 +1,11 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from exact_networks import ExactGaussianNet
 
-from numpyro_diffusion import DiffusionModel, EnergyUnavailableError, VPSchedule
+from numpyro_diffusion import DiffusionModel, EnergyUnavailableError, ResidualMLP, VPSchedule
 
 SCHEDULE = VPSchedule.cosine(100)
 STD = 0.5
@@ -116,5 +117,60 @@ def test_all_levels_spelled_two_ways_give_the_same_draws():
     model = exact_model("eps", event_shape=(2,))
     key = jax.random.PRNGKey(3)
     np.testing.assert_array_equal(
-        model.sample(key, 5), model.sample(key, 5, levels=np.arange(SCHEDULE.num_steps)[::-1])
+        model.sample(key, 5),
+        model.sample(key, 5, levels=np.arange(SCHEDULE.first_conditioned_level + 1)[::-1]),
     )
+
+
+class VectorConditioned(nn.Module):
+    """eps = x - cond: a network conditioned on a vector."""
+
+    @nn.compact
+    def __call__(self, x, t, cond=None):
+        scale = self.param("scale", nn.initializers.ones, ())
+        return scale * (x - (0.0 if cond is None else cond))
+
+
+def test_cond_may_be_any_array_the_network_takes():
+    net = VectorConditioned()
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)), jnp.zeros(1, jnp.int32))
+    model = DiffusionModel(net, params, SCHEDULE, "eps", (3,))
+    x, c = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.5, 0.5, 4.0])
+    np.testing.assert_allclose(model.eps(x, 5, c), x - c)
+    np.testing.assert_allclose(jax.vmap(model.eps, (0, None, 0))(x[None], 5, c[None]), [x - c])
+
+
+def test_class_conditions_and_levels_are_checked():
+    net = ResidualMLP(hidden=8, num_blocks=1, num_classes=3)
+    params = net.init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros(1, jnp.int32), jnp.zeros(1, jnp.int32)
+    )
+    model = DiffusionModel(net, params, SCHEDULE, "eps", (2,))
+    x = jnp.zeros(2)
+    assert model.eps(x, 5, 2).shape == (2,) and model.eps(x, 5, 3).shape == (2,)  # 3: null
+    for cond, message in [
+        (4, "class 4 is out of range"),
+        (-1, "class -1 is out of range"),
+        (1.0, "integer class index"),
+        (jnp.array([0, 1]), "integer class"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            model.eps(x, 5, cond)
+    for t in (100, -1):
+        with pytest.raises(ValueError, match="out of range"):
+            model.eps(x, t)
+    with pytest.raises(ValueError, match="out of range"):
+        exact_model("energy").energy(jnp.zeros(3), 100)
+    jax.jit(model.eps)(x, 5, 1)  # traced values are not checked
+
+
+def test_models_are_pytrees_whose_leaves_are_the_parameters():
+    model = exact_model("eps")
+    leaves, treedef = jax.tree.flatten(model)
+    assert len(leaves) == len(jax.tree.leaves(model.params))
+    doubled = jax.tree.map(lambda p: 2 * p, model)
+    assert isinstance(doubled, DiffusionModel) and doubled.schedule == model.schedule
+    same = jax.tree.unflatten(treedef, leaves)
+    np.testing.assert_allclose(same.eps(jnp.ones(3), 7), model.eps(jnp.ones(3), 7))
+    other = exact_model("eps")  # rebuilt: the same structure
+    assert jax.tree.structure(other) == treedef

@@ -40,6 +40,7 @@ def test_conditioning_an_unconditional_network_is_refused():
         init_apply(ResidualMLP(hidden=8, num_blocks=1), jnp.ones((2, 2)), jnp.array([0, 1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [8, 16, 32, 64])
 def test_unet_handles_8_to_64_pixels(size):
     net = UNet(base_channels=8, channel_mults=(1, 2), num_classes=10, time_embed_dim=16)
@@ -53,7 +54,13 @@ def test_unet_refuses_sizes_it_cannot_halve():
         init_apply(UNet(base_channels=8, channel_mults=(1, 2, 2)), jnp.ones((1, 6, 6, 1)))
 
 
-@pytest.mark.parametrize("base", [ResidualMLP(hidden=16, num_blocks=1), UNet(base_channels=8)])
+@pytest.mark.parametrize(
+    "base",
+    [
+        ResidualMLP(hidden=16, num_blocks=1),
+        pytest.param(UNet(base_channels=8), marks=pytest.mark.slow),
+    ],
+)
 def test_energy_wrapper_forms(base):
     shape = (3, 2) if isinstance(base, ResidualMLP) else (3, 8, 8, 1)
     x = jax.random.normal(KEY, shape)

@@ -1,7 +1,11 @@
+import importlib
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 import pytest
 from helpers import ScoreOnly
 
@@ -40,12 +44,58 @@ def test_an_observation_pulls_its_coordinate_and_leaves_the_other_to_the_prior()
     assert abs(x[1] + 0.3) < 0.15
 
 
-def test_score_only_models_work():
+def test_score_only_models_find_the_same_mode():
     result = plug_and_play(
-        ScoreOnly(PRIOR), jax.random.PRNGKey(2), num_steps=200, t_schedule="linear"
+        ScoreOnly(PRIOR), jax.random.PRNGKey(2), num_steps=800, t_schedule="linear"
     )
-    assert np.all(np.isfinite(np.asarray(result.params["x"])))
-    np.testing.assert_array_equal(result.levels, linear_schedule(200, 100))
+    np.testing.assert_allclose(result.params["x"], [0.5, -0.3], atol=0.15)
+    np.testing.assert_array_equal(result.levels, linear_schedule(800, 100))
+
+
+def two_sites():
+    diffusion_prior("a", PRIOR)
+    with numpyro.plate("n", 2000):
+        diffusion_prior("b", PRIOR)
+
+
+def test_sites_missing_from_init_values_start_from_standard_normal_noise():
+    frozen = optax.sgd(0.0)  # the result is the starting point
+    a = jnp.array([3.0, 4.0])
+    start = plug_and_play(
+        two_sites, jax.random.PRNGKey(0), num_steps=1, optimizer=frozen, init_values={"a": a}
+    ).params
+    np.testing.assert_array_equal(start["a"], a)
+    b = np.asarray(start["b"]).ravel()  # N(0, 1): sd 1 and unbounded, not uniform(-2, 2)
+    assert abs(b.mean()) < 4 / np.sqrt(b.size) and abs(b.std() - 1) < 0.05
+    assert np.abs(b).max() > 2.5
+
+
+def test_sites_on_different_schedules_and_nan_observations_are_refused():
+    other = GaussianMixtureDiffusion([[0.0, 0.0]], [[1.0, 1.0]], schedule=VPSchedule.cosine(80))
+
+    def mismatched():
+        diffusion_prior("x", PRIOR)
+        diffusion_prior("z", other)
+
+    with pytest.raises(ValueError, match="must share one schedule"):
+        plug_and_play(mismatched, jax.random.PRNGKey(0), num_steps=5)
+    with pytest.raises(ValueError, match="observed site 'y' has 1 NaN"):
+        plug_and_play(observed_first_coordinate, jax.random.PRNGKey(0), jnp.nan, num_steps=5)
+
+
+def test_calls_with_new_data_of_the_same_shapes_reuse_the_compiled_program():
+    module = importlib.import_module("numpyro_diffusion.infer.plug_and_play")
+    module._CACHE.clear()
+    for i, y in enumerate((0.3, 0.9, -0.4)):
+        plug_and_play(
+            observed_first_coordinate, jax.random.PRNGKey(i), jnp.asarray(y), num_steps=20
+        )
+    (run,) = module._CACHE.values()
+    assert run._cache_size() == 1  # one compilation for three data sets
+    shifted = GaussianMixtureDiffusion([[-0.5, 0.3]], [[0.3, 0.3]], schedule=S)
+    plug_and_play(PRIOR, jax.random.PRNGKey(0), num_steps=20)
+    plug_and_play(shifted, jax.random.PRNGKey(0), num_steps=20)  # a model is data too
+    assert len(module._CACHE) == 2 and all(r._cache_size() == 1 for r in module._CACHE.values())
 
 
 def test_graikos_schedule_follows_the_formula():

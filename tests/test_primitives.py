@@ -17,7 +17,7 @@ from numpyro_diffusion import (
     diffusion_prior,
     noise_level,
 )
-from numpyro_diffusion.primitives import DiffusionPrior, gradient_only
+from numpyro_diffusion.primitives import DiffusionFactor, DiffusionPrior, gradient_only
 
 S = VPSchedule.cosine(50)
 A = GaussianMixtureDiffusion(
@@ -115,3 +115,48 @@ def test_wrong_things_at_diffusion_sites():
         numpyro.handlers.seed(lambda: diffusion_prior("x", dist.Normal()), 0)()
     with pytest.raises(ValueError, match="event_shape \\(2,\\)"):
         DiffusionPrior(A).log_prob(jnp.zeros(3))
+
+
+def test_the_noise_level_follows_numpyros_handler_protocol():
+    seen = {}
+
+    def model():
+        seen["level"] = current_noise_level()
+
+    with noise_level(7):
+        numpyro.handlers.seed(model, 0)()  # seed passes the message on
+        assert seen["level"] == 7
+        with numpyro.handlers.block():
+            model()  # block hides effects from outside, as it hides masks
+        assert seen["level"] == 0
+    with noise_level(9), noise_level(4):
+        model()
+    assert seen["level"] == 4
+
+
+def test_predictive_under_a_noise_level_draws_from_that_level():
+    n, t = 20_000, 30
+
+    def model():
+        diffusion_prior("x", A)
+
+    with noise_level(t):
+        x = np.asarray(Predictive(model, num_samples=n)(jax.random.PRNGKey(2))["x"])
+    mu, var = (np.asarray(v, np.float64) for v in A.component_moments(t))
+    w = np.asarray(A.weights, np.float64)
+    mean = w @ mu
+    total_var = w @ (var + mu**2) - mean**2
+    np.testing.assert_array_less(np.abs(x.mean(0) - mean), 4.5 * np.sqrt(total_var / n))
+    se_var = np.sqrt(np.var((x - mean) ** 2, axis=0) / n)
+    np.testing.assert_array_less(np.abs(x.var(0) - total_var), 4.5 * se_var)
+
+
+def test_site_distributions_are_pytrees_with_traced_levels():
+    ts = jnp.arange(0, 40, 10)
+    x = jnp.array([0.2, -0.1])
+    priors = jax.vmap(lambda t: DiffusionPrior(A, t=t))(ts)  # no leaked tracer
+    lp = jax.vmap(lambda d: d.log_prob(x))(priors)
+    np.testing.assert_allclose(lp, [-A.energy(x, int(t)) for t in ts], rtol=1e-5)
+    factors = jax.vmap(lambda w: DiffusionFactor(B, t=3, weight=w))(jnp.array([1.0, -0.5]))
+    lp = jax.vmap(lambda d: d.log_prob(x))(factors)
+    np.testing.assert_allclose(lp, [-B.energy(x, 3), 0.5 * B.energy(x, 3)], rtol=1e-5)

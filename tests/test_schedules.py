@@ -1,3 +1,4 @@
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -82,17 +83,46 @@ def test_ddpm_step_to_data_is_tweedie_and_variance_is_posterior():
 
 def test_walk_levels():
     s = VPSchedule.cosine(10)
-    np.testing.assert_array_equal(s.walk_levels(), np.arange(9, -1, -1))
-    # evenly spaced walks start where alpha_bar >= 1e-3 (level 8 of 10 here)
+    # every walk starts where alpha_bar >= 1e-3 (level 8 of 10 here) and ends at 0
     assert s.first_conditioned_level == 8 and float(s.alpha_bars[9]) < 1e-3
+    np.testing.assert_array_equal(s.walk_levels(), np.arange(8, -1, -1))
     np.testing.assert_array_equal(s.walk_levels(4), [8, 5, 3, 0])
-    np.testing.assert_array_equal(s.walk_levels(10), np.arange(8, -1, -1))
+    np.testing.assert_array_equal(s.walk_levels(9), np.arange(8, -1, -1))
+    np.testing.assert_array_equal(s.walk_levels(1), [0])
     np.testing.assert_array_equal(s.walk_levels([7, 2]), [7, 2, 0])
+    np.testing.assert_array_equal(s.walk_levels([9, 2]), [9, 2, 0])  # explicit: any level
+    np.testing.assert_array_equal(s.walk_levels(3, stop=4), [8, 6, 4])
     for bad, message in [
-        (0, "must lie in 1 .. 10"),
+        (0, "must lie in 1 .. 9"),
+        (10, "must lie in 1 .. 9"),
         ([2, 5], "strictly decreasing"),
         ([12, 0], "out of range"),
         ([1.5], "integer"),
     ]:
         with pytest.raises(ValueError, match=message):
             s.walk_levels(bad)
+
+
+def test_walk_steps_end_at_the_data_or_at_a_level():
+    s = VPSchedule.cosine(10)
+    np.testing.assert_array_equal(s.walk_steps(3), [[8, 4], [4, 0], [0, -1]])
+    np.testing.assert_array_equal(s.walk_steps(3, stop=2), [[8, 5], [5, 2]])
+    np.testing.assert_array_equal(s.walk_steps(1, stop=2), [[2, 2]])
+
+
+def test_equal_schedules_hash_equally():
+    a, b = VPSchedule.cosine(50), VPSchedule.from_config(VPSchedule.cosine(50).to_config())
+    assert a == b and hash(a) == hash(b)
+    c = VPSchedule(np.asarray(a.betas, np.float64) * (1 + 1e-9))
+    assert c != a  # equality is exact, so it can agree with the hash
+    assert len({a, b, VPSchedule.linear(50)}) == 2
+
+
+def test_noising_and_tweedie_invert_each_other():
+    s = VPSchedule.cosine(100)
+    x0 = jnp.array([[0.5, -1.0], [2.0, 0.1]])
+    eps = jnp.array([[0.3, 0.2], [-1.0, 0.4]])
+    t = jnp.array([5, 80])
+    x_t = s.noise(x0, eps, t)
+    np.testing.assert_allclose(x_t[1], np.sqrt(s.alpha_bars[80]) * x0[1] + s.sigmas[80] * eps[1])
+    np.testing.assert_allclose(s.denoise(x_t, eps, t), x0, rtol=1e-4, atol=1e-5)

@@ -1,7 +1,17 @@
 """Inference over annealed diffusion potentials."""
 
-from numpyro_diffusion.infer.annealed import AnnealedMCMC, DrawStats, LevelStats
-from numpyro_diffusion.infer.kernels import KERNELS, get_kernel, uhmc, ula
+from numpyro_diffusion.infer.annealed import AnnealedMCMC, DrawStats, LevelStats, WalkSettings
+from numpyro_diffusion.infer.kernels import KERNELS, LevelKernel, get_kernel, uhmc, ula
+from numpyro_diffusion.infer.move import (
+    LevelParams,
+    LevelPotential,
+    Move,
+    MoveInfo,
+    MoveSettings,
+    MoveState,
+    build_move,
+    ddpm_predictor,
+)
 from numpyro_diffusion.infer.plug_and_play import PlugAndPlayResult, plug_and_play
 from numpyro_diffusion.infer.potential import AnnealedPotential, annealed_potential
 
@@ -10,9 +20,19 @@ __all__ = [
     "AnnealedMCMC",
     "AnnealedPotential",
     "DrawStats",
+    "LevelKernel",
+    "LevelParams",
+    "LevelPotential",
     "LevelStats",
+    "Move",
+    "MoveInfo",
+    "MoveSettings",
+    "MoveState",
     "PlugAndPlayResult",
+    "WalkSettings",
     "annealed_potential",
+    "build_move",
+    "ddpm_predictor",
     "get_kernel",
     "plug_and_play",
     "uhmc",

@@ -19,6 +19,9 @@ from typing import Any, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
+from blackjax.mcmc import diffusions, proposal
+from blackjax.mcmc.mala import MALAState
 from jax import Array
 
 __all__ = [
@@ -158,21 +161,55 @@ class StepInfo(NamedTuple):
 
 
 class LevelKernel(NamedTuple):
-    """A kernel in the annealed sampler's convention.
+    """A kernel in the annealed sampler's convention, with its own defaults.
 
     ``init(rng_key, position, target, inverse_mass) -> state``;
     ``step(rng_key, state, target, step_size, inverse_mass) -> (state, StepInfo)``;
     ``position(state) -> (D,)``; ``logdensity(state) -> ()`` for kernels whose state
     carries the log-density (``None`` otherwise).
+
+    Defaults: ``target_accept`` of step-size adaptation (``None``: no acceptance to
+    adapt to); ``initial_step_size``, the first level's start of adaptation;
+    ``sigma_rule = (factor, power)``, the ``"sigma"`` step ``factor * sigma_t **
+    power`` (Langevin steps move positions by about ``sqrt(2 h)``, leapfrog steps by
+    ``h``, so they scale with the variance and the standard deviation); ``beta_rule =
+    (factor, beta_mass)``, Du et al.'s image-code step ``factor * beta_t`` with mass
+    ``beta_t`` when ``beta_mass``; ``num_integration_steps`` per transition (1 for
+    Langevin kernels).
     """
 
     name: str
     needs_energy: bool
-    target_accept: float | None
     init: Callable
     step: Callable
     position: Callable[[Any], Array]
-    logdensity: Callable[[Any], Array] | None = None
+    logdensity: Callable[[Any], Array] | None
+    target_accept: float | None
+    initial_step_size: float
+    sigma_rule: tuple[float, int]
+    beta_rule: tuple[float, bool]
+    num_integration_steps: int = 1
+
+    @property
+    def adaptable(self) -> bool:
+        return self.target_accept is not None
+
+    def rule_step_sizes(self, rule: str, schedule: Any, levels: Any) -> tuple[Any, Any]:
+        """Step sizes and inverse masses ``(L,)`` of the rule ``"sigma"`` or ``"beta"``."""
+        levels = np.asarray(levels)
+        betas = np.asarray(schedule.betas)[levels]
+        inverse_mass = np.ones_like(betas)
+        if rule == "beta":
+            factor, beta_mass = self.beta_rule
+            steps = factor * betas
+            if beta_mass:
+                inverse_mass = 1.0 / betas
+        elif rule == "sigma":
+            factor, power = self.sigma_rule
+            steps = factor * np.asarray(schedule.sigmas)[levels] ** power
+        else:
+            raise ValueError(f"unknown step-size rule {rule!r}; expected 'sigma' or 'beta'.")
+        return steps.astype(np.float32), inverse_mass.astype(np.float32)
 
 
 def _guard(old, new, info_accept, info_divergent):
@@ -185,10 +222,12 @@ def _guard(old, new, info_accept, info_divergent):
     return state, StepInfo(accept, divergent)
 
 
-def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
+def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKernel:
+    """BlackJAX's MALA pieces (Langevin integrator, asymmetric acceptance ratio,
+    binomial sampling) with the log acceptance ratio kept: ``-log_ratio`` is the
+    energy error, a divergence above ``divergence_threshold`` as for HMC."""
     del unused
-    del divergence_threshold
-    kernel = blackjax.mala.build_kernel()
+    acceptance_ratio = proposal.compute_asymmetric_acceptance_ratio(_mala_transition_energy)
 
     def init(rng_key, position, target, inverse_mass):
         del rng_key, inverse_mass
@@ -196,17 +235,38 @@ def _mala_kernel(divergence_threshold: float, **unused: Any) -> LevelKernel:
 
     def step(rng_key, state, target, step_size, inverse_mass):
         del inverse_mass
-        new, info = kernel(rng_key, state, target.logdensity_fn, step_size)
-        # BlackJAX's MALA maps a NaN proposal to acceptance 0 and reports no energy
-        # error; an acceptance of exactly 0 (a non-finite proposal, or an error of
-        # over ~100 nats, past float32's exp range) is our divergence.
-        return _guard(state, new, info.acceptance_rate, info.acceptance_rate == 0.0)
+        key_integrator, key_accept = jax.random.split(rng_key)
+        integrator = diffusions.overdamped_langevin(jax.value_and_grad(target.logdensity_fn))
+        new = MALAState(*integrator(key_integrator, state, step_size))
+        log_ratio = acceptance_ratio(state, new, step_size=step_size)
+        accepted, (_, p_accept, _) = proposal.static_binomial_sampling(
+            key_accept, log_ratio, state, new
+        )
+        divergent = ~(-log_ratio <= divergence_threshold)  # NaN counts
+        return _guard(state, accepted, p_accept, divergent)
 
-    return LevelKernel("mala", True, 0.57, init, step, lambda s: s.position, lambda s: s.logdensity)
+    return LevelKernel(
+        "mala",
+        True,
+        init,
+        step,
+        lambda s: s.position,
+        lambda s: s.logdensity,
+        target_accept=0.57,
+        initial_step_size=0.5,
+        sigma_rule=(0.05, 2),
+        beta_rule=(0.035, False),
+    )
+
+
+def _mala_transition_energy(state, new_state, step_size):
+    """``-log p(new) - log q(state | new)`` up to constants, for MALA's proposal."""
+    theta = state.position - new_state.position - step_size * new_state.logdensity_grad
+    return -new_state.logdensity + 0.25 / step_size * jnp.sum(theta * theta)
 
 
 def _hmc_kernel(
-    divergence_threshold: float, num_integration_steps: int = 3, **unused: Any
+    divergence_threshold: float = 1000.0, num_integration_steps: int = 3, **unused: Any
 ) -> LevelKernel:
     del unused
     kernel = blackjax.hmc.build_kernel(divergence_threshold=divergence_threshold)
@@ -230,11 +290,15 @@ def _hmc_kernel(
     return LevelKernel(
         "hmc",
         True,
-        0.65,
         init,
         step,
         lambda s: s.position,
         lambda s: s.logdensity,
+        target_accept=0.65,
+        initial_step_size=0.3,
+        sigma_rule=(0.1, 1),
+        beta_rule=(0.1, True),
+        num_integration_steps=num_integration_steps,
     )
 
 
@@ -251,7 +315,18 @@ def _ula_kernel(**unused: Any) -> LevelKernel:
         new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size)
         return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
 
-    return LevelKernel("ula", False, None, init, step, lambda s: s.position)
+    return LevelKernel(
+        "ula",
+        False,
+        init,
+        step,
+        lambda s: s.position,
+        None,
+        target_accept=None,
+        initial_step_size=1e-3,
+        sigma_rule=(0.05, 2),
+        beta_rule=(2.0, False),
+    )
 
 
 def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused: Any):
@@ -265,7 +340,19 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
         return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
 
-    return LevelKernel("uhmc", False, None, init, step, lambda s: s.position)
+    return LevelKernel(
+        "uhmc",
+        False,
+        init,
+        step,
+        lambda s: s.position,
+        None,
+        target_accept=None,
+        initial_step_size=3e-2,
+        sigma_rule=(0.1, 1),
+        beta_rule=(0.1, True),
+        num_integration_steps=num_integration_steps,
+    )
 
 
 KERNELS: dict[str, Callable[..., LevelKernel]] = {
@@ -277,7 +364,11 @@ KERNELS: dict[str, Callable[..., LevelKernel]] = {
 
 
 def get_kernel(name: str, **options: Any) -> LevelKernel:
-    """The :class:`LevelKernel` called ``name`` (``"ula"``, ``"uhmc"``, ``"mala"``, ``"hmc"``)."""
+    """The :class:`LevelKernel` called ``name`` (``"ula"``, ``"uhmc"``, ``"mala"``, ``"hmc"``).
+
+    ``options``: ``divergence_threshold`` (MALA, HMC), ``num_integration_steps``
+    (HMC, U-HMC), ``damping`` (U-HMC); options a kernel does not use are ignored.
+    """
     if name not in KERNELS:
         raise ValueError(
             f"unknown kernel {name!r}; valid kernels are {', '.join(sorted(KERNELS))}."

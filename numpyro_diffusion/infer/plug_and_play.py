@@ -10,6 +10,8 @@ latent sites (``AutoDelta``). The loss needs only ``eps``, so score-only models 
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -18,14 +20,29 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from numpyro import handlers
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
 from numpyro.primitives import Messenger
 
-from numpyro_diffusion.infer.potential import _base_distribution, as_numpyro_model
-from numpyro_diffusion.primitives import DiffusionFactor, DiffusionPrior, noise_level
+from numpyro_diffusion.infer.arguments import split_arguments
+from numpyro_diffusion.infer.potential import (
+    as_numpyro_model,
+    check_observations,
+    init_to_diffusion_noise,
+)
+from numpyro_diffusion.interface import shared_schedule
+from numpyro_diffusion.primitives import (
+    DiffusionFactor,
+    DiffusionPrior,
+    diffusion_sites,
+    noise_level,
+)
 
 __all__ = ["plug_and_play", "PlugAndPlayResult", "graikos_schedule", "linear_schedule"]
+
+_CACHE: OrderedDict = OrderedDict()  # compiled runs, least recently used first
+_CACHE_SIZE = 32
 
 
 class PlugAndPlayResult(NamedTuple):
@@ -61,8 +78,8 @@ class _denoising(Messenger):
     def process_message(self, msg):
         if msg["type"] != "sample":
             return
-        base = _base_distribution(msg["fn"])
-        if isinstance(base, (DiffusionPrior, DiffusionFactor)):
+        base = diffusion_sites({msg["name"]: msg}).get(msg["name"])
+        if base is not None:
             key = jax.random.fold_in(self.rng_key, self.count)
             self.count += 1
             weight = base.weight if isinstance(base, DiffusionFactor) else 1.0
@@ -75,7 +92,7 @@ class _denoising(Messenger):
 class _DenoisingLoss(DiffusionPrior):
     """``log_prob(x) = -weight * ||eps - eps_theta(sqrt(abar_t) x + sigma_t eps, t)||^2``."""
 
-    pytree_aux_fields = ("model", "cond", "t", "key", "weight")
+    pytree_data_fields = ("key", "weight")
 
     def __init__(self, site: Any, key: Array, weight: Any):
         super().__init__(site.model, site.cond, site.t)
@@ -87,8 +104,7 @@ class _DenoisingLoss(DiffusionPrior):
         batch_shape = value.shape[: value.ndim - event_ndim]
         flat = value.reshape((-1, *model.event_shape))
         eps = jax.random.normal(self.key, flat.shape)
-        abar = model.schedule.alpha_bars[t]
-        x_t = jnp.sqrt(abar) * flat + jnp.sqrt(1.0 - abar) * eps
+        x_t = model.schedule.noise(flat, eps, t)
         eps_hat = jax.vmap(lambda x: model.eps(x, t, self.cond))(x_t)
         loss = jnp.sum((eps - eps_hat) ** 2, axis=tuple(range(1, flat.ndim)))
         return -self.weight * loss.reshape(batch_shape)
@@ -106,6 +122,11 @@ def plug_and_play(
     **model_kwargs: Any,
 ) -> PlugAndPlayResult:
     """Graikos et al.'s plug-and-play point estimate for a NumPyro model.
+
+    The optimisation is one compiled program, cached per model, argument structure
+    and shapes, number of steps and optimizer: calls in a loop over images or
+    instances (same shapes) compile once. Diffusion models passed as arguments are
+    data, like arrays.
 
     Parameters
     ----------
@@ -125,7 +146,7 @@ def plug_and_play(
         A float or a callable ``step -> weight`` (for example a linear decay) scaling
         every non-diffusion site's log-density.
     init_values
-        Optional starting values by site name (constrained); otherwise diffusion sites
+        Optional starting values by site name (constrained); other diffusion sites
         start from ``N(0, I)`` and other sites as NumPyro's ``init_to_uniform``.
 
     Returns
@@ -133,67 +154,59 @@ def plug_and_play(
     :class:`PlugAndPlayResult` with ``params`` (constrained values by site name),
     ``losses`` ``(num_steps,)`` and the ``levels`` used.
     """
-    from numpyro.infer.initialization import init_to_value
-
-    from numpyro_diffusion.infer.potential import init_to_diffusion_noise
-
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be positive, got {num_steps}.")
-    numpyro_model = as_numpyro_model(model)
+    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}.")
+    model_fn, lead = as_numpyro_model(model)
+    args = (*lead, *model_args)
     if optimizer is None:
-        optimizer = optax.adam(optax.cosine_decay_schedule(0.1, num_steps, alpha=0.01))
-
-    def wrapped(t, key, weight, *args, **kwargs):
-        with noise_level(t), _denoising(key, weight):
-            return numpyro_model(*args, **kwargs)
-
-    init_strategy = init_to_value(values=init_values) if init_values else init_to_diffusion_noise()
-    guide = AutoDelta(wrapped, init_loc_fn=init_strategy)
-    svi = SVI(wrapped, guide, optimizer, loss=Trace_ELBO())
-
-    schedule_levels = _levels(
-        model=numpyro_model,
-        t_schedule=t_schedule,
-        num_steps=num_steps,
-        args=model_args,
-        kwargs=model_kwargs,
-    )
+        optimizer = _default_optimizer(int(num_steps))
+    levels = _levels(model_fn, t_schedule, num_steps, args, model_kwargs)
     weights = jnp.asarray(
         [constraint_weight(i) for i in range(num_steps)]
         if callable(constraint_weight)
         else np.full(num_steps, constraint_weight),
         jnp.float32,
     )
-    init_key, loop_key = jax.random.split(rng_key)
-    state = svi.init(
-        init_key, schedule_levels[0], loop_key, weights[0], *model_args, **model_kwargs
-    )
+    split = split_arguments((args, init_values or {}), model_kwargs)
+    key = (model_fn, int(num_steps), optimizer, split.key)
+    run = _CACHE.pop(key, None) or _compile(model_fn, optimizer, int(num_steps), split.rebuild)
+    _CACHE[key] = run
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    params, losses = run(rng_key, levels, weights, split.dynamic)
+    return PlugAndPlayResult(params, losses, levels)
+
+
+@functools.lru_cache(maxsize=16)
+def _default_optimizer(num_steps: int) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(0.1, num_steps, alpha=0.01))
+
+
+def _compile(model_fn: Callable, optimizer, num_steps: int, rebuild: Callable) -> Callable:
+    def wrapped(t, key, weight, *args, **kwargs):
+        with noise_level(t), _denoising(key, weight):
+            return model_fn(*args, **kwargs)
 
     @jax.jit
-    def run(state):
+    def run(rng_key, levels, weights, dynamic):
+        (args, init_values), kwargs = rebuild(dynamic)
+        guide = AutoDelta(wrapped, init_loc_fn=init_to_diffusion_noise(values=init_values))
+        svi = SVI(wrapped, guide, optimizer, loss=Trace_ELBO())
+        init_key, loop_key = jax.random.split(rng_key)
+        state = svi.init(init_key, levels[0], loop_key, weights[0], *args, **kwargs)
+
         def body(state, i):
-            state, loss = svi.update(
-                state,
-                schedule_levels[i],
-                jax.random.fold_in(loop_key, i),
-                weights[i],
-                *model_args,
-                **model_kwargs,
+            return svi.update(
+                state, levels[i], jax.random.fold_in(loop_key, i), weights[i], *args, **kwargs
             )
-            return state, loss
 
-        return jax.lax.scan(body, state, jnp.arange(num_steps))
+        state, losses = jax.lax.scan(body, state, jnp.arange(num_steps))
+        return guide.median(svi.get_params(state)), losses
 
-    state, losses = run(state)
-    params = guide.median(svi.get_params(state))
-    return PlugAndPlayResult(params, losses, schedule_levels)
+    return run
 
 
 def _levels(model, t_schedule, num_steps, args, kwargs) -> Array:
-    from numpyro import handlers
-
-    from numpyro_diffusion.infer.potential import init_to_diffusion_noise
-
     # substitute start values so that no site runs reverse diffusion just to be traced
     with (
         handlers.block(),
@@ -203,15 +216,12 @@ def _levels(model, t_schedule, num_steps, args, kwargs) -> Array:
         noise_level(0),
     ):
         model(*args, **kwargs)
-    schedules = [
-        _base_distribution(site["fn"]).model.schedule
-        for site in tr.values()
-        if site["type"] == "sample"
-        and isinstance(_base_distribution(site["fn"]), (DiffusionPrior, DiffusionFactor))
-    ]
-    if not schedules:
+    check_observations(tr)
+    sites = diffusion_sites(tr)
+    if not sites:
         raise ValueError("plug_and_play needs a model with at least one diffusion_prior site.")
-    T = schedules[0].num_steps
+    schedule = shared_schedule([site.model for site in sites.values()])
+    T = schedule.num_steps
     if isinstance(t_schedule, str):
         builders = {"graikos": graikos_schedule, "linear": linear_schedule}
         if t_schedule not in builders:
@@ -223,8 +233,8 @@ def _levels(model, t_schedule, num_steps, args, kwargs) -> Array:
     elif callable(t_schedule):
         levels = np.asarray([int(t_schedule(i)) for i in range(num_steps)], np.int32)
     else:
-        levels = np.asarray(t_schedule, np.int32)
+        levels = np.asarray(t_schedule)
         if levels.shape != (num_steps,):
             raise ValueError(f"t_schedule has shape {levels.shape}; expected ({num_steps},).")
-    schedules[0].check_level(levels)
-    return jnp.asarray(levels)
+    schedule.check_level(levels)
+    return jnp.asarray(levels, jnp.int32)

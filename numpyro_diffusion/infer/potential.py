@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
@@ -15,55 +16,85 @@ from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import find_valid_initial_params, initialize_model
 
 from numpyro_diffusion.errors import EnergyUnavailableError
-from numpyro_diffusion.interface import Diffusion
+from numpyro_diffusion.infer.move import LevelPotential
+from numpyro_diffusion.interface import Diffusion, shared_schedule
 from numpyro_diffusion.primitives import (
-    DiffusionFactor,
     DiffusionPrior,
+    base_distribution,
     diffusion_prior,
+    diffusion_sites,
     gradient_only,
     noise_level,
 )
 from numpyro_diffusion.schedules import VPSchedule
 
-__all__ = ["AnnealedPotential", "PotentialFamily", "annealed_potential", "as_numpyro_model"]
+__all__ = [
+    "AnnealedPotential",
+    "PotentialFamily",
+    "annealed_potential",
+    "as_numpyro_model",
+    "check_observations",
+]
 
 
-def _base_distribution(fn: Any) -> Any:
-    while hasattr(fn, "base_dist"):
-        fn = fn.base_dist
-    return fn
-
-
-def init_to_diffusion_noise(site: dict | None = None, fallback: Callable = init_to_uniform):
-    """Initialise diffusion prior sites from ``N(0, I)`` (the top noise level) and every
-    other latent site with ``fallback`` (NumPyro's ``init_to_uniform`` by default)."""
+def init_to_diffusion_noise(
+    site: dict | None = None, fallback: Callable = init_to_uniform, values: dict | None = None
+):
+    """Initialise sites named in ``values`` to those (constrained) values, diffusion
+    prior sites from ``N(0, I)`` (the top noise level), and every other latent site
+    with ``fallback`` (NumPyro's ``init_to_uniform`` by default)."""
     if site is None:
-        return partial(init_to_diffusion_noise, fallback=fallback)
-    if (
-        site["type"] == "sample"
-        and not site["is_observed"]
-        and isinstance(_base_distribution(site["fn"]), DiffusionPrior)
-    ):
-        rng_key = site["kwargs"].get("rng_key")
-        sample_shape = site["kwargs"].get("sample_shape") or ()
-        return jax.random.normal(rng_key, tuple(sample_shape) + tuple(site["fn"].shape()))
+        return partial(init_to_diffusion_noise, fallback=fallback, values=values)
+    if site["type"] == "sample" and not site["is_observed"]:
+        if values and site["name"] in values:
+            return values[site["name"]]
+        if isinstance(base_distribution(site["fn"]), DiffusionPrior):
+            rng_key = site["kwargs"].get("rng_key")
+            sample_shape = site["kwargs"].get("sample_shape") or ()
+            return jax.random.normal(rng_key, tuple(sample_shape) + tuple(site["fn"].shape()))
     return fallback(site)
 
 
-def as_numpyro_model(model: Any) -> Callable:
-    """A NumPyro model function; a bare diffusion model becomes one prior site ``"x"``."""
+def _single_prior(diffusion: Diffusion) -> None:
+    diffusion_prior("x", diffusion)
+
+
+def as_numpyro_model(model: Any) -> tuple[Callable, tuple]:
+    """A NumPyro model function and the leading arguments it takes.
+
+    A bare diffusion model becomes one prior site ``"x"`` of a fixed function whose
+    argument is the model, so the model is data of a compiled program, not a
+    constant baked into it.
+    """
     if isinstance(model, Diffusion):
-        diffusion = model
-
-        def prior_model():
-            diffusion_prior("x", diffusion)
-
-        return prior_model
+        return _single_prior, (model,)
     if not callable(model):
         raise TypeError(
             f"expected a NumPyro model function or a diffusion model, got {type(model).__name__}."
         )
-    return model
+    return model, ()
+
+
+def check_observations(trace: dict) -> None:
+    """Raise ``ValueError`` naming an observed site whose concrete data hold NaN or inf."""
+    for name, site in trace.items():
+        if (
+            site["type"] != "sample"
+            or not site["is_observed"]
+            or name in diffusion_sites({name: site})
+        ):
+            continue
+        value = site["value"]
+        if isinstance(value, jax.core.Tracer):
+            continue
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+            bad = int(np.sum(~np.isfinite(value)))
+            raise ValueError(
+                f"observed site {name!r} has {bad} NaN or infinite value(s) of {value.size}: "
+                "the likelihood would be NaN everywhere. Drop them, or replace them by any "
+                "finite number and mask them out (dist.Normal(...).mask(observed_mask))."
+            )
 
 
 def _leveled(model: Callable) -> Callable:
@@ -129,17 +160,38 @@ class PotentialFamily(NamedTuple):
     has_energy: bool
     site_names: tuple[str, ...]
 
+    def at(self, args: tuple, kwargs: dict) -> LevelPotential:
+        """The potential of the model with these arguments, as the move takes it."""
+        return LevelPotential(
+            lambda z, t: self.potential_fn(z, t, args, kwargs),
+            lambda z, t: self.grad_fn(z, t, args, kwargs),
+            lambda z, t: self.diffusion_grad_fn(z, t, args, kwargs),
+            self.diffusion_mask,
+            self.schedule,
+            self.has_energy,
+        )
+
 
 def initialize_potential(
-    rng_key: Array, model: Any, model_args: tuple, model_kwargs: dict
+    rng_key: Array, model_fn: Callable, model_args: tuple, model_kwargs: dict
 ) -> tuple[PotentialFamily, Array]:
-    """Trace ``model`` once and return its potential family and initial flat positions.
+    """Trace the NumPyro function ``model_fn`` once (see :func:`as_numpyro_model`) and
+    return its potential family and initial flat positions.
 
     ``rng_key`` of shape ``(2,)`` gives one position ``(D,)``; a batch of keys
     ``(C, 2)`` gives ``(C, D)``.
     """
-    numpyro_model = as_numpyro_model(model)
-    leveled = _leveled(numpyro_model)
+    leveled = _leveled(model_fn)
+    # one plain trace first, so that bad data and bad sites are named here rather than
+    # ending in NumPyro's generic "Cannot find valid initial parameters"
+    level0 = jnp.asarray(0, jnp.int32)
+    with (
+        handlers.trace() as trace,
+        handlers.substitute(substitute_fn=init_to_diffusion_noise()),
+        handlers.seed(rng_seed=0),
+    ):
+        leveled(level0, *model_args, **model_kwargs)
+    check_observations(trace)
     with gradient_only():
         info = initialize_model(
             rng_key,
@@ -159,13 +211,8 @@ def initialize_potential(
     ]
     if not latent:
         raise ValueError("the model has no continuous latent sites to sample.")
-    diffusion_models = [
-        _base_distribution(site["fn"]).model
-        for site in trace.values()
-        if site["type"] == "sample"
-        and isinstance(_base_distribution(site["fn"]), (DiffusionPrior, DiffusionFactor))
-    ]
-    schedule = _shared_schedule(diffusion_models)
+    diffusion_models = [site.model for site in diffusion_sites(trace).values()]
+    schedule = shared_schedule(diffusion_models)
     has_energy = all(m.has_energy for m in diffusion_models)
     prototype = (
         jax.tree.map(lambda v: v[0], info.param_info.z)
@@ -175,7 +222,7 @@ def initialize_potential(
     mask_tree = {
         name: jnp.full(
             jnp.shape(prototype[name]),
-            isinstance(_base_distribution(trace[name]["fn"]), DiffusionPrior),
+            isinstance(base_distribution(trace[name]["fn"]), DiffusionPrior),
         )
         for name in prototype
     }
@@ -204,10 +251,8 @@ def initialize_potential(
             handlers.seed(handlers.substitute(leveled, data=values), 0)
         ).get_trace(t, *args, **kwargs)
         return sum(
-            jnp.sum(site["fn"].log_prob(site["value"]))
-            for site in model_trace.values()
-            if site["type"] == "sample"
-            and isinstance(_base_distribution(site["fn"]), (DiffusionPrior, DiffusionFactor))
+            jnp.sum(model_trace[name]["fn"].log_prob(model_trace[name]["value"]))
+            for name in diffusion_sites(model_trace)
         )
 
     def diffusion_grad_fn(z, t, args=model_args, kwargs=model_kwargs):
@@ -241,19 +286,6 @@ def initialize_potential(
     return family, init
 
 
-def _shared_schedule(models: list[Diffusion]) -> VPSchedule | None:
-    if not models:
-        return None
-    first = models[0].schedule
-    for m in models[1:]:
-        if m.schedule != first:
-            raise ValueError(
-                f"the model's diffusion sites use different schedules ({first!r} and "
-                f"{m.schedule!r}); every diffusion site must share one schedule."
-            )
-    return first
-
-
 def annealed_potential(
     model: Any, *model_args: Any, rng_key: Array | None = None, **model_kwargs: Any
 ) -> AnnealedPotential:
@@ -265,7 +297,9 @@ def annealed_potential(
     point (``PRNGKey(0)`` by default).
     """
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
-    family, init = initialize_potential(key, model, model_args, model_kwargs)
+    model_fn, lead = as_numpyro_model(model)
+    model_args = (*lead, *model_args)
+    family, init = initialize_potential(key, model_fn, model_args, model_kwargs)
 
     def potential_fn(z, t):
         if not family.has_energy:

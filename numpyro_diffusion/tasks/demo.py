@@ -19,45 +19,59 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from numpyro_diffusion.checkpoint import load
+from numpyro_diffusion import (
+    DiffusionModel,
+    EnergyNetwork,
+    ResidualMLP,
+    VPSchedule,
+    diffusion_factor,
+    diffusion_prior,
+    load,
+    train,
+)
 from numpyro_diffusion.infer import AnnealedMCMC
-from numpyro_diffusion.models import DiffusionModel
-from numpyro_diffusion.primitives import diffusion_factor, diffusion_prior
-from numpyro_diffusion.toy2d import bar, grid_density, ring
+from numpyro_diffusion.tasks.toy2d import Toy2D, bar, grid_density, ring
 
 __all__ = ["load_demo_models", "run_demo", "product_model"]
+
+
+DEMO_NETWORK = dict(hidden=64, num_blocks=3, time_embed_dim=32)
+DEMO_SCHEDULE = dict(num_steps=100)
+
+
+def train_demo_model(
+    toy: Toy2D, rng_key: jax.Array, steps: int = 6000, progress_bar: bool = True
+) -> DiffusionModel:
+    """The demo's recipe for one 2D energy model (the shipped ring and bar use it with
+    keys ``PRNGKey(0)`` and ``PRNGKey(1)``, see ``scripts/train_demo_models.py``)."""
+    data_key, train_key = jax.random.split(rng_key)
+    return train(
+        EnergyNetwork(ResidualMLP(**DEMO_NETWORK), form="dae"),
+        toy.sample(data_key, 100_000),
+        schedule=VPSchedule.cosine(**DEMO_SCHEDULE),
+        parameterization="energy",
+        num_steps=steps,
+        batch_size=1000,
+        optimizer=optax.adam(1e-3),
+        rng_key=train_key,
+        ema_decay=0.999,
+        progress_bar=progress_bar,
+    )
 
 
 def load_demo_models(
     retrain: bool = False, train_steps: int = 6000, progress_bar: bool = True
 ) -> tuple[DiffusionModel, DiffusionModel]:
-    """The ring and bar energy models: the shipped checkpoints, or freshly trained."""
+    """The ring and bar energy models: the shipped checkpoints, or freshly trained by
+    the same recipe (:func:`train_demo_model`)."""
     if retrain:
-        import optax
-
-        from numpyro_diffusion.networks import EnergyNetwork, ResidualMLP
-        from numpyro_diffusion.schedules import VPSchedule
-        from numpyro_diffusion.training import train
-
-        models = []
-        for i, toy in enumerate((ring(), bar())):
-            data = toy.sample(jax.random.PRNGKey(100 + i), 100_000)
-            models.append(
-                train(
-                    EnergyNetwork(ResidualMLP(hidden=64, num_blocks=3), form="dae"),
-                    data,
-                    schedule=VPSchedule.cosine(100),
-                    parameterization="energy",
-                    num_steps=train_steps,
-                    batch_size=1000,
-                    optimizer=optax.adam(1e-3),
-                    rng_key=jax.random.PRNGKey(i),
-                    ema_decay=0.999,
-                    progress_bar=progress_bar,
-                )
-            )
-        return models[0], models[1]
+        ring_model, bar_model = (
+            train_demo_model(toy, jax.random.PRNGKey(i), train_steps, progress_bar)
+            for i, toy in enumerate((ring(), bar()))
+        )
+        return ring_model, bar_model
     folder = resources.files("numpyro_diffusion") / "checkpoints"
     with resources.as_file(folder / "ring.npz") as r, resources.as_file(folder / "bar.npz") as b:
         return load(r), load(b)
@@ -113,14 +127,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_demo(truth, samples: dict[str, np.ndarray], path: str) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(
-        1, 1 + len(samples), figsize=(4 * (1 + len(samples)), 4), constrained_layout=True
-    )
+    fig = Figure(figsize=(4 * (1 + len(samples)), 4), constrained_layout=True)
+    axes = fig.subplots(1, 1 + len(samples))
     lim = 1.2
     extent = (truth.xs[0], truth.xs[-1], truth.xs[0], truth.xs[-1])
     axes[0].imshow(np.exp(truth.log_density).T, origin="lower", extent=extent, cmap="magma")
@@ -132,7 +142,6 @@ def plot_demo(truth, samples: dict[str, np.ndarray], path: str) -> None:
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run_demo(

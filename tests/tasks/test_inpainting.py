@@ -12,7 +12,7 @@ from numpyro.infer.util import log_density
 
 from numpyro_diffusion import GaussianMixtureDiffusion, VPSchedule, noise_level
 from numpyro_diffusion.infer import AnnealedMCMC, plug_and_play
-from numpyro_diffusion.inpainting import inpainting_model, replacement_inpainting
+from numpyro_diffusion.tasks.inpainting import inpainting_model, replacement_inpainting
 
 S = VPSchedule.cosine(100)
 MEANS = np.array([[0.0, -1.0, 1.0], [0.0, 1.0, 0.0], [2.0, 0.0, 0.0]])

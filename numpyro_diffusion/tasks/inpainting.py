@@ -18,8 +18,7 @@ import numpyro.distributions as dist
 from jax import Array
 from jax.typing import ArrayLike
 
-from numpyro_diffusion.interface import Diffusion
-from numpyro_diffusion.primitives import diffusion_prior
+from numpyro_diffusion import Diffusion, diffusion_prior
 from numpyro_diffusion.progress import progress_scan
 
 __all__ = ["inpainting_model", "replacement_inpainting", "check_inpainting_inputs"]
@@ -106,10 +105,7 @@ def replacement_inpainting(
     def body(x, i_step):
         i, (s, t) = i_step
         known_key, step_key = jax.random.split(jax.random.fold_in(walk_key, i))
-        abar = schedule.alpha_bars[s]
-        known = jnp.sqrt(abar) * observed + jnp.sqrt(1.0 - abar) * jax.random.normal(
-            known_key, x.shape
-        )
+        known = schedule.noise(observed, jax.random.normal(known_key, x.shape), s)
         x = jnp.where(mask, known, x)
         noise = jax.random.normal(step_key, x.shape)
         return schedule.ddpm_step(x, batched_eps(x, s, cond), s, t, noise), None

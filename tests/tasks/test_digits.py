@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numpyro_diffusion import CheckpointError
-from numpyro_diffusion.digits import (
+from numpyro_diffusion.tasks.digits import (
     load_classifier,
     load_digits_data,
     save_classifier,

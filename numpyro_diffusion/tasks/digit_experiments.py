@@ -19,14 +19,11 @@ import numpy as np
 import numpyro
 from jax import Array
 
-from numpyro_diffusion.compose import guided
-from numpyro_diffusion.digits import DigitModels
-from numpyro_diffusion.infer.annealed import SIGMA_STEP_RULES, AnnealedMCMC
-from numpyro_diffusion.infer.plug_and_play import plug_and_play
-from numpyro_diffusion.inpainting import inpainting_model, replacement_inpainting
-from numpyro_diffusion.interface import Diffusion
+from numpyro_diffusion import Diffusion, current_noise_level, diffusion_prior, guided
+from numpyro_diffusion.infer import AnnealedMCMC, get_kernel, plug_and_play
 from numpyro_diffusion.metrics import classifier_score, frechet_distance, psnr
-from numpyro_diffusion.primitives import current_noise_level, diffusion_prior
+from numpyro_diffusion.tasks.digits import DigitModels
+from numpyro_diffusion.tasks.inpainting import inpainting_model, replacement_inpainting
 
 __all__ = [
     "classifier_constraint_model",
@@ -150,12 +147,12 @@ def inpaint_annealed(
     ``(N, num_chains, *event_shape)`` and the total number of divergences.
     """
     if step_size is None and kernel in ("ula", "uhmc"):
-        sigmas = np.asarray(prior.schedule.sigmas)[prior.schedule.walk_levels(levels)]
-        factor, power = SIGMA_STEP_RULES[kernel]
+        walk = prior.schedule.walk_levels(levels)
+        steps, _ = get_kernel(kernel).rule_step_sizes("sigma", prior.schedule, walk)
         cap = 0.5 * noise_std**2 if kernel == "ula" else 0.5 * noise_std
-        step_size = np.minimum(factor * sigmas**power, cap).astype(np.float32)
+        step_size = np.minimum(steps, cap).astype(np.float32)
     sampler = AnnealedMCMC(
-        functools.partial(inpainting_model, prior, noise_std=noise_std),
+        inpainting_model,
         kernel=kernel,
         num_chains=num_chains,
         steps_per_level=steps_per_level,
@@ -166,7 +163,13 @@ def inpaint_annealed(
     draws, divergences = [], 0
     with _progress(len(images), f"annealed {kernel}", progress_bar) as bar:
         for i, image in enumerate(np.asarray(images)):
-            sampler.run(jax.random.fold_in(rng_key, i), jnp.asarray(image), jnp.asarray(mask))
+            sampler.run(
+                jax.random.fold_in(rng_key, i),
+                prior,
+                jnp.asarray(image),
+                jnp.asarray(mask),
+                noise_std=noise_std,
+            )
             draws.append(np.asarray(sampler.get_samples()["x"]))
             divergences += sampler.num_divergent
             bar.update()

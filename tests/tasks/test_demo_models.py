@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from numpyro_diffusion.demo import load_demo_models
+from numpyro_diffusion.tasks.demo import load_demo_models
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +33,15 @@ def test_bar_samples_fill_the_bar(models):
     inside = (np.abs(x[:, 0]) < 0.25) & (np.abs(x[:, 1]) < 1.05)
     assert inside.mean() > 0.9
     assert 0.35 < np.mean(x[:, 1] > 0) < 0.65
+
+
+def test_plotting_the_demo_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    from numpyro_diffusion.tasks.demo import plot_demo
+    from numpyro_diffusion.tasks.toy2d import grid_density, ring
+
+    before = matplotlib.get_backend()
+    truth = grid_density(ring().log_prob, size=101)
+    plot_demo(truth, {"draws": np.zeros((10, 2))}, str(tmp_path / "demo.png"))
+    assert matplotlib.get_backend() == before and (tmp_path / "demo.png").exists()

@@ -17,10 +17,8 @@ import numpy as np
 import optax
 from jax import Array
 
-from numpyro_diffusion.checkpoint import load, read_archive, write_archive
-from numpyro_diffusion.models import DiffusionModel
-from numpyro_diffusion.networks import EnergyNetwork, UNet
-from numpyro_diffusion.schedules import VPSchedule
+from numpyro_diffusion import DiffusionModel, EnergyNetwork, UNet, VPSchedule, load, train
+from numpyro_diffusion.checkpoint import read_archive, write_archive
 
 __all__ = [
     "DigitsData",
@@ -34,6 +32,7 @@ __all__ = [
     "train_digit_model",
     "DigitModels",
     "load_digit_models",
+    "load_digit_judge",
 ]
 
 CLASSIFIER_FORMAT = "numpyro_diffusion.digit_classifier"
@@ -138,7 +137,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:
 
 
 DIGIT_SCHEDULE = dict(num_steps=200)
-CHECKPOINTS = os.path.join(os.path.dirname(__file__), "checkpoints")
+CHECKPOINTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "checkpoints")
 
 
 def digit_network(parameterization: str, base_channels: int = 32) -> nn.Module:
@@ -161,8 +160,6 @@ def train_digit_model(
     progress_bar: bool = True,
 ) -> DiffusionModel:
     """Class-conditional training with classifier-free dropout ``p_uncond = 0.1``."""
-    from numpyro_diffusion.training import train
-
     learning_rate = optax.warmup_cosine_decay_schedule(
         0.0, 2e-3, min(200, num_steps // 10), num_steps, 1e-5
     )
@@ -180,6 +177,12 @@ def train_digit_model(
         ema_decay=0.999,
         progress_bar=progress_bar,
     )
+
+
+def load_digit_judge(directory: str | os.PathLike = CHECKPOINTS) -> tuple[DigitClassifier, dict]:
+    """An independent classifier (another seed, never used by a constraint) that judges
+    the class of generated digits; shipped as ``digit_judge.npz``."""
+    return load_classifier(os.path.join(directory, "digit_judge.npz"))
 
 
 class DigitModels(NamedTuple):
