@@ -55,7 +55,7 @@ sampler.print_summary()
 # acceptance after adaptation, and the divergent transitions (rejected, never passed on).
 
 # %%
-diagnostics.plot_level_stats(sampler, title="annealed HMC on ring x bar")
+fig = diagnostics.plot_level_stats(sampler, title="annealed HMC on ring x bar")
 # %%
 idata.level_stats.to_dataframe().head()
 
@@ -63,7 +63,7 @@ idata.level_stats.to_dataframe().head()
 # ## Sample clouds along the walk
 
 # %%
-diagnostics.plot_sample_clouds(sampler, lim=1.2)
+fig = diagnostics.plot_sample_clouds(sampler, lim=1.2)
 # %% [markdown]
 # ## Trace and rank plots at the final level
 #
@@ -73,6 +73,6 @@ diagnostics.plot_sample_clouds(sampler, lim=1.2)
 # which is expected here and is why annealing, not a long chain, samples the product.
 
 # %%
-diagnostics.plot_trace(idata)
+fig = diagnostics.plot_trace(idata)
 # %%
-diagnostics.plot_rank(idata)
+fig = diagnostics.plot_rank(idata)

@@ -302,6 +302,11 @@ def _hmc_kernel(
     )
 
 
+def _unadjusted(state: Any, info: Any) -> tuple[Any, StepInfo]:
+    """An unadjusted kernel's step in the common convention: 'accepted' unless divergent."""
+    return state, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
+
+
 def _ula_kernel(**unused: Any) -> LevelKernel:
     del unused
     kernel = ula.build_kernel()
@@ -312,8 +317,7 @@ def _ula_kernel(**unused: Any) -> LevelKernel:
 
     def step(rng_key, state, target, step_size, inverse_mass):
         del inverse_mass
-        new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size)
-        return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
+        return _unadjusted(*kernel(rng_key, state, target.logdensity_grad_fn, step_size))
 
     return LevelKernel(
         "ula",
@@ -337,8 +341,9 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         return uhmc.init(rng_key, position, target.logdensity_grad_fn, inverse_mass)
 
     def step(rng_key, state, target, step_size, inverse_mass):
-        new, info = kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
-        return new, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
+        return _unadjusted(
+            *kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
+        )
 
     return LevelKernel(
         "uhmc",
