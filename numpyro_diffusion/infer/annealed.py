@@ -340,7 +340,7 @@ class AnnealedMCMC:
         if compiled is None:
             # Tracing the model happens once per model and argument structure; the
             # start-point search and the walk are one compiled program.
-            family, _ = initialize_potential(init_key, model_fn, *split.rebuild(split.dynamic))
+            family, _ = initialize_potential(init_keys, model_fn, *split.rebuild(split.dynamic))
             if self.kernel.needs_energy and not family.has_energy:
                 raise EnergyUnavailableError(f"The model given to the '{settings.kernel}' sampler")
             if family.schedule is None:

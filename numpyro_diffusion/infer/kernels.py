@@ -182,13 +182,13 @@ class LevelKernel(NamedTuple):
     needs_energy: bool
     init: Callable
     step: Callable
-    position: Callable[[Any], Array]
-    logdensity: Callable[[Any], Array] | None
     target_accept: float | None
     initial_step_size: float
     sigma_rule: tuple[float, int]
     beta_rule: tuple[float, bool]
     num_integration_steps: int = 1
+    position: Callable[[Any], Array] = lambda state: state.position
+    logdensity: Callable[[Any], Array] | None = None
 
     @property
     def adaptable(self) -> bool:
@@ -210,6 +210,10 @@ class LevelKernel(NamedTuple):
         else:
             raise ValueError(f"unknown step-size rule {rule!r}; expected 'sigma' or 'beta'.")
         return steps.astype(np.float32), inverse_mass.astype(np.float32)
+
+
+def _logdensity(state: Any) -> Array:
+    return state.logdensity
 
 
 def _guard(old, new, info_accept, info_divergent):
@@ -250,12 +254,11 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
         True,
         init,
         step,
-        lambda s: s.position,
-        lambda s: s.logdensity,
         target_accept=0.57,
         initial_step_size=0.5,
         sigma_rule=(0.05, 2),
         beta_rule=(0.035, False),
+        logdensity=_logdensity,
     )
 
 
@@ -292,13 +295,12 @@ def _hmc_kernel(
         True,
         init,
         step,
-        lambda s: s.position,
-        lambda s: s.logdensity,
         target_accept=0.65,
         initial_step_size=0.3,
         sigma_rule=(0.1, 1),
         beta_rule=(0.1, True),
         num_integration_steps=num_integration_steps,
+        logdensity=_logdensity,
     )
 
 
@@ -324,8 +326,6 @@ def _ula_kernel(**unused: Any) -> LevelKernel:
         False,
         init,
         step,
-        lambda s: s.position,
-        None,
         target_accept=None,
         initial_step_size=1e-3,
         sigma_rule=(0.05, 2),
@@ -350,8 +350,6 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         False,
         init,
         step,
-        lambda s: s.position,
-        None,
         target_accept=None,
         initial_step_size=3e-2,
         sigma_rule=(0.1, 1),

@@ -90,7 +90,7 @@ class LevelParams(NamedTuple):
 class MoveState(NamedTuple):
     position: Array  # [D]
     step_size: Array  # [] the step size the last level ended with
-    kernel_state: Any  # the kernel's state at the end of the last level
+    kernel_state: Any  # the kernel's state at the end of the last level (zeros before)
 
 
 class MoveInfo(NamedTuple):
@@ -140,7 +140,14 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
     )
 
     def init(rng_key: Array, position: Array, level: LevelParams) -> MoveState:
-        state = kernel.init(rng_key, position, potential.target(level.t), level.inverse_mass)
+        # Every level initialises the kernel at its own target, so the kernel state
+        # starts as zeros of the right structure: no network evaluation to compile.
+        shapes = jax.eval_shape(
+            lambda k, z: kernel.init(k, z, potential.target(level.t), level.inverse_mass),
+            rng_key,
+            position,
+        )
+        state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
         return MoveState(position, jnp.asarray(level.step_size, jnp.float32), state)
 
     def predict(rng_key, z, level):
