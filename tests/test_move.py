@@ -101,3 +101,16 @@ def test_the_potential_is_the_annealed_potential():
     z = jnp.array([0.2, -0.3])
     np.testing.assert_allclose(pot.potential_fn(z, 7), ref.potential_fn(z, 7), rtol=1e-6)
     np.testing.assert_allclose(pot.grad_fn(z, 7), ref.grad_fn(z, 7), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (MoveSettings(num_steps=2, predictor="ddim"), "unknown predictor"),
+        (MoveSettings(num_steps=2, start_rule="last"), "unknown start_rule"),
+        (MoveSettings(num_steps=2, num_adapt_steps=3), "num_adapt_steps"),
+    ],
+)
+def test_bad_move_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        build_move(get_kernel("mala"), potential_of(G), settings)

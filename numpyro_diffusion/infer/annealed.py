@@ -68,7 +68,6 @@ class WalkSettings(NamedTuple):
 class _Compiled(NamedTuple):
     family: PotentialFamily
     walk: Any  # jitted (init_keys, chain_keys, level_params, dynamic) -> results
-    rebuild: Any
 
 
 class AnnealedMCMC:
@@ -449,7 +448,7 @@ class AnnealedMCMC:
             draw_stats = DrawStats(accepts.T, divs.T, lp, step_size)
             return samples, draw_stats, level_stats
 
-        return _Compiled(family, jax.jit(walk), rebuild)
+        return _Compiled(family, jax.jit(walk))
 
     # ----------------------------------------------------------------- results
 

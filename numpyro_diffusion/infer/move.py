@@ -133,6 +133,19 @@ def ddpm_predictor(
 
 def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSettings) -> Move:
     """The per-level move of ``kernel`` on ``potential`` (one chain)."""
+    if settings.predictor not in PREDICTORS:
+        raise ValueError(
+            f"unknown predictor {settings.predictor!r}; expected 'ddpm', 'guided' or None."
+        )
+    if settings.start_rule not in START_RULES:
+        raise ValueError(
+            f"unknown start_rule {settings.start_rule!r}; expected one of {START_RULES}."
+        )
+    if not 0 <= settings.num_adapt_steps <= settings.num_steps:
+        raise ValueError(
+            f"num_adapt_steps ({settings.num_adapt_steps}) must lie in 0 .. num_steps "
+            f"({settings.num_steps})."
+        )
     K, K_adapt = settings.num_steps, settings.num_adapt_steps
     schedule = potential.schedule
     da_init, da_update, da_final = dual_averaging_adaptation(
