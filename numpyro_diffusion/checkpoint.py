@@ -101,14 +101,18 @@ def read_archive(path: str | os.PathLike, format: str) -> tuple[dict, Any]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise CheckpointError(f"no checkpoint at {path!r}: the file does not exist.")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path!r} is not a checkpoint: it is not an .npz (zip) archive, or it is "
+            "truncated. Save the model again with numpyro_diffusion.save."
+        )
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as archive:
             contents = {key: archive[key] for key in archive.files}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{path!r} is not a readable checkpoint: it is truncated or corrupt, or not a "
-            f"numpyro_diffusion .npz file ({type(exc).__name__}: {exc}). Save it again with "
-            "numpyro_diffusion.save."
+            f"{path!r} is not a readable checkpoint: it is truncated or corrupt "
+            f"({type(exc).__name__}). Save the model again with numpyro_diffusion.save."
         ) from exc
     if _META not in contents:
         raise CheckpointError(

@@ -16,6 +16,8 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from numpyro_diffusion.infer.annealed import LevelStats
+
 __all__ = [
     "to_arviz",
     "plot_level_stats",
@@ -25,31 +27,53 @@ __all__ = [
 ]
 
 
-def to_arviz(sampler: Any) -> az.InferenceData:
-    """``arviz.InferenceData`` of an :class:`~numpyro_diffusion.infer.AnnealedMCMC` run."""
+def to_arviz(
+    sampler: Any, dims: dict[str, list[str]] | None = None, coords: dict[str, Any] | None = None
+) -> az.InferenceData:
+    """``arviz.InferenceData`` of an :class:`~numpyro_diffusion.infer.AnnealedMCMC` run.
+
+    Groups: ``posterior`` (``chain``, ``draw``, ...); ``sample_stats`` in ArviZ's names
+    (``diverging``, ``step_size``, ``acceptance_rate`` and ``lp`` where the kernel has
+    them, ``energy`` for HMC, so ``az.bfmi`` and ``az.plot_energy`` work);
+    ``log_likelihood`` (each observed site's pointwise log-likelihood at ``t = 0``, for
+    ``az.loo`` / ``az.waic``) and ``observed_data`` when the model has observations;
+    ``level_stats``, per-level data with a ``level`` dimension (the noise level), not
+    draws: ``az.summary`` does not apply to it. ``dims`` and ``coords`` name the
+    sites' dimensions as in ``arviz.from_dict`` / NumPyro's converter.
+    """
     samples = {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
     draws = sampler.draw_stats
+    kernel = sampler.last_kernel
     stats: dict[str, np.ndarray] = {
         "diverging": np.asarray(draws.diverging),
         "step_size": np.asarray(draws.step_size),
     }
-    if sampler.kernel.needs_energy:
+    if kernel.needs_energy:
         stats["acceptance_rate"] = np.asarray(draws.acceptance_rate)
     lp = np.asarray(draws.lp)
     if np.all(np.isfinite(lp)):
         stats["lp"] = lp
-    stats["n_steps"] = np.full(lp.shape, sampler.kernel.num_integration_steps, dtype=np.int64)
+    energy = np.asarray(draws.energy)
+    if np.all(np.isfinite(energy)):
+        stats["energy"] = energy
+    stats["n_steps"] = np.full(lp.shape, kernel.num_integration_steps, dtype=np.int64)
+    log_likelihood = {k: np.asarray(v) for k, v in sampler.log_likelihood().items()}
+    observed = {k: np.asarray(v) for k, v in sampler.observed_data().items()}
     with warnings.catch_warnings():
         # many independent chains with few draws each is the annealed sampler's normal shape
         warnings.filterwarnings("ignore", message="More chains")
-        idata = az.from_dict(posterior=samples, sample_stats=stats)
+        idata = az.from_dict(
+            posterior=samples,
+            sample_stats=stats,
+            log_likelihood=log_likelihood or None,
+            observed_data=observed or None,
+            dims=dims,
+            coords=coords,
+        )
     levels = sampler.level_stats
     level_coord = {"level": np.asarray(levels.level)}
     level_data = xr.Dataset(
-        {
-            name: ("level", np.asarray(getattr(levels, name)))
-            for name in ("step_size", "acceptance_rate", "num_divergent", "mean_potential")
-        },
+        {name: ("level", np.asarray(getattr(levels, name))) for name in LevelStats._fields[1:]},
         coords=level_coord,
     )
     idata.add_groups(level_stats=level_data)

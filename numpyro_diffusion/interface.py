@@ -105,6 +105,7 @@ class Diffusion(abc.ABC):
                 "sampling at a traced noise level is not supported: the walk's length "
                 "depends on t; give a concrete level."
             )
+        cond = self.check_cond(cond)
         steps = jnp.asarray(self.schedule.walk_steps(levels, None if t is None else int(t)))
         init_key, walk_key = jax.random.split(rng_key)
         x = jax.random.normal(init_key, (num_samples, *self.event_shape))

@@ -91,6 +91,7 @@ class VPSchedule:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VPSchedule:
+        """The schedule that :meth:`to_config` described (``{"kind": ..., **options}``)."""
         config = dict(config)
         kind = config.pop("kind", None)
         if kind == "linear":
@@ -215,6 +216,13 @@ class VPSchedule:
         coef_x = jnp.sqrt(abar_s / abar_t) * (1.0 - abar_t) / (1.0 - abar_s)
         var = jnp.maximum((1.0 - abar_t) / (1.0 - abar_s) * beta_st, 0.0)
         return coef_x0 * x0_hat + coef_x * x, var
+
+    def forward_transition(self, x: Array, t: ArrayLike, s: ArrayLike) -> tuple[Array, Array]:
+        """Mean (shaped like ``x``) and variance (a scalar) of the forward noising
+        ``q(x_s | x_t)`` from level ``t`` up to a higher level ``s``: ``sqrt(abar_s /
+        abar_t) x`` and ``1 - abar_s / abar_t``."""
+        ratio = self.alpha_bars[s] / self.alpha_bars[t]
+        return jnp.sqrt(ratio) * x, 1.0 - ratio
 
     def ddpm_step(self, x: Array, eps: Array, s: ArrayLike, t: ArrayLike, noise: Array) -> Array:
         """One ancestral step from level ``s`` to a lower level ``t`` (``t < s``).

@@ -95,6 +95,10 @@ def train(
         raise ValueError("p_uncond > 0 drops labels, so it needs labels=...")
 
     n, event_shape = data.shape[0], data.shape[1:]
+    if batch_size > n:
+        raise ValueError(
+            f"batch_size ({batch_size}) exceeds the {n} examples in data; give batch_size <= {n}."
+        )
     T = schedule.num_steps
     init_key, loop_key = jax.random.split(rng_key)
     init_cond = None if labels is None else labels[:1]

@@ -1,4 +1,6 @@
+import gc
 import os
+import warnings
 
 import flax.linen as nn
 import jax
@@ -69,11 +71,15 @@ def test_missing_truncated_and_foreign_files(tmp_path):
     save(tmp_path / "m.npz", model)
     data = (tmp_path / "m.npz").read_bytes()
     (tmp_path / "half.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load(tmp_path / "half.npz")
+    (tmp_path / "cut.npz").write_bytes(data[:-30])  # the zip directory survives, a member not
     (tmp_path / "text.npz").write_text("hello")
-    with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        load(tmp_path / "text.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # no file left open
+        for name in ("half.npz", "cut.npz", "text.npz"):
+            with pytest.raises(CheckpointError, match="truncated") as info:
+                load(tmp_path / name)
+            assert "allow_pickle" not in str(info.value)  # numpy's advice is not the user's
+            gc.collect()
     np.savez(tmp_path / "other.npz", weights=np.ones(3))
     with pytest.raises(CheckpointError, match="not a numpyro_diffusion checkpoint"):
         load(tmp_path / "other.npz")

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 
 matplotlib.use("Agg")
+import jax.numpy as jnp  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from numpyro_diffusion import GaussianMixtureDiffusion, VPSchedule  # noqa: E402
+from numpyro_diffusion import GaussianMixtureDiffusion, VPSchedule, diffusion_prior  # noqa: E402
 from numpyro_diffusion import diagnostics as dg  # noqa: E402
 from numpyro_diffusion.infer import AnnealedMCMC  # noqa: E402
 
@@ -84,3 +87,60 @@ def test_unadjusted_runs_omit_acceptance_and_trajectory_is_opt_in():
     np.testing.assert_array_equal(stats["n_steps"], 1)  # one gradient step per transition
     with pytest.raises(RuntimeError, match="keep_trajectory=True"):
         sampler.get_trajectory("x")
+
+
+Y = jnp.array([[0.9, -0.7], [1.2, -1.1], [0.8, -1.3]])
+
+
+def observed(y):
+    x = diffusion_prior("x", G)
+    sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Normal(x, sigma).to_event(1), obs=y)
+
+
+def test_arviz_as_a_user_would_summary_bfmi_loo_and_netcdf(tmp_path):
+    sampler = AnnealedMCMC(
+        observed,
+        "hmc",
+        num_chains=200,
+        steps_per_level=6,
+        levels=25,
+        num_samples=4,
+        progress_bar=False,
+    )
+    sampler.run(jax.random.PRNGKey(0), Y)
+    sampler.kernel = "mala"  # the conversion describes the run, not the current attribute
+    idata = sampler.to_arviz(dims={"x": ["coordinate"]}, coords={"coordinate": ["u", "v"]})
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data"} <= set(idata.groups())
+    assert list(idata.posterior["x"].coords["coordinate"].values) == ["u", "v"]
+    summary = az.summary(idata)
+    assert {"x[u]", "x[v]", "sigma"} <= set(summary.index)
+    # the Hamiltonian of each draw: BFMI per chain
+    assert idata.sample_stats["energy"].shape == (200, 4)
+    assert np.all(np.isfinite(az.bfmi(idata)))
+    # pointwise log-likelihood of the three observations at t = 0
+    ll = idata.log_likelihood["y"]
+    assert ll.shape == (200, 4, 3)
+    x, sigma = idata.posterior["x"].values[0, 0], float(idata.posterior["sigma"].values[0, 0])
+    expected = dist.Normal(x, sigma).to_event(1).log_prob(Y)
+    np.testing.assert_allclose(ll.values[0, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(idata.observed_data["y"].values, Y)
+    loo = az.loo(idata)
+    assert np.isfinite(loo.elpd_loo)
+    path = tmp_path / "run.nc"
+    idata.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    np.testing.assert_allclose(back.posterior["sigma"].values, idata.posterior["sigma"].values)
+    np.testing.assert_allclose(back.log_likelihood["y"].values, ll.values)
+    np.testing.assert_array_equal(back.level_stats["level"].values, sampler.level_stats.level)
+
+
+def test_kernels_without_a_hamiltonian_report_no_energy(hmc_run):
+    sampler = AnnealedMCMC(
+        G, "mala", num_chains=8, steps_per_level=2, levels=5, num_samples=2, progress_bar=False
+    )
+    sampler.run(jax.random.PRNGKey(0))
+    assert "energy" not in sampler.to_arviz().sample_stats
+    assert "log_likelihood" not in sampler.to_arviz().groups()  # no observations
+    assert "energy" in hmc_run.to_arviz().sample_stats

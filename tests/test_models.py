@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from exact_networks import ExactGaussianNet
 
-from numpyro_diffusion import DiffusionModel, EnergyUnavailableError, ResidualMLP, VPSchedule
+from numpyro_diffusion import (
+    DiffusionModel,
+    EnergyUnavailableError,
+    ResidualMLP,
+    VPSchedule,
+    guided,
+)
 
 SCHEDULE = VPSchedule.cosine(100)
 STD = 0.5
@@ -156,6 +162,10 @@ def test_class_conditions_and_levels_are_checked():
     ]:
         with pytest.raises(ValueError, match=message):
             model.eps(x, 5, cond)
+        with pytest.raises(ValueError, match=message):
+            model.sample(jax.random.PRNGKey(0), 2, cond, levels=3)
+        with pytest.raises(ValueError, match=message):
+            guided(model, cond, 1.0)
     for t in (100, -1):
         with pytest.raises(ValueError, match="out of range"):
             model.eps(x, t)

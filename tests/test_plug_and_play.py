@@ -1,4 +1,5 @@
 import importlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -124,3 +125,23 @@ def test_schedules_given_as_arrays_and_callables_and_refusals():
 
     with pytest.raises(ValueError, match="at least one diffusion_prior"):
         plug_and_play(no_diffusion, jax.random.PRNGKey(3), num_steps=10)
+
+
+def test_a_noise_scale_estimated_with_the_state_is_warned_about():
+    prior = GaussianMixtureDiffusion(
+        [[0.0, 1.0], [1.0, -1.0]], [[0.2, 0.3], [0.3, 0.2]], schedule=VPSchedule.cosine(100)
+    )
+
+    def model(y, sigma=None):
+        x = diffusion_prior("x", prior)
+        if sigma is None:
+            sigma = numpyro.sample("sigma", dist.HalfNormal(0.5))
+        numpyro.sample("y", dist.Normal(x, sigma).to_event(1), obs=y)
+
+    y = jnp.array([0.9, -0.7])
+    with pytest.warns(UserWarning, match="'sigma' ended at .* Fix the scale"):
+        result = plug_and_play(model, jax.random.PRNGKey(0), y, num_steps=300)
+    assert float(result.params["sigma"]) < 0.01  # the degenerate estimate itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plug_and_play(model, jax.random.PRNGKey(0), y, sigma=0.3, num_steps=300)

@@ -66,7 +66,7 @@ def _short_run(key, parameterization="eps", **kwargs):
         schedule=SCHEDULE,
         parameterization=parameterization,
         num_steps=30,
-        batch_size=32,
+        batch_size=kwargs.pop("batch_size", 32),
         optimizer=optax.adam(1e-3),
         rng_key=key,
         progress_bar=False,
@@ -134,6 +134,7 @@ def test_class_conditional_training_with_label_dropout():
         (dict(p_uncond=1.5), "p_uncond must lie in"),
         (dict(ema_decay=1.0), "ema_decay must lie in"),
         (dict(parameterization="x_start"), "unknown parameterization"),
+        (dict(batch_size=10_000), "batch_size \\(10000\\) exceeds the 256 examples"),
     ],
 )
 def test_bad_training_arguments(kwargs, message):

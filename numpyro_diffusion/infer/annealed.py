@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
+from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
@@ -10,21 +13,29 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from numpyro import handlers
 
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer.arguments import split_arguments
 from numpyro_diffusion.infer.kernels import KERNELS, LevelKernel, get_kernel
-from numpyro_diffusion.infer.move import PREDICTORS, LevelParams, MoveSettings, build_move
+from numpyro_diffusion.infer.move import (
+    CHAIN_AXIS,
+    PREDICTORS,
+    LevelParams,
+    MoveSettings,
+    build_move,
+)
 from numpyro_diffusion.infer.potential import (
     PotentialFamily,
     as_numpyro_model,
     initialize_potential,
 )
 from numpyro_diffusion.interface import Diffusion
+from numpyro_diffusion.primitives import noise_level
 from numpyro_diffusion.progress import progress_scan
 from numpyro_diffusion.schedules import VPSchedule
 
-__all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "WalkSettings"]
+__all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "WalkSettings", "clear_compiled_walks"]
 
 CHAIN_METHODS = ("vectorized", "sharded")
 STEP_RULES = ("sigma", "beta")
@@ -38,6 +49,9 @@ class LevelStats(NamedTuple):
     acceptance_rate: Array  # [L] mean over chains and post-adaptation steps
     num_divergent: Array  # [L] divergent transitions after adaptation (predictor included)
     mean_potential: Array  # [L] mean U(z, t) over chains at the end of the level
+    weight_ess: Array  # [L] effective sample size, as a fraction of the chains, of the
+    # chains' sequential importance weights so far (the weights annealed SMC resamples by;
+    # without resampling they degenerate over many levels; NaN without energies)
 
 
 class DrawStats(NamedTuple):
@@ -51,6 +65,7 @@ class DrawStats(NamedTuple):
     diverging: Array
     lp: Array  # log-density -U(z, t_final); NaN for score-only models
     step_size: Array  # each chain's step size at the final level
+    energy: Array  # the Hamiltonian after each draw's transition (HMC; NaN otherwise)
 
 
 class WalkSettings(NamedTuple):
@@ -68,6 +83,18 @@ class WalkSettings(NamedTuple):
 class _Compiled(NamedTuple):
     family: PotentialFamily
     walk: Any  # jitted (init_keys, chain_keys, level_params, dynamic) -> results
+    traces: list  # [count]: how often jit traced the walk (once per compilation)
+
+
+# Compiled walks shared by every sampler, keyed like jax.jit's cache: (program,
+# settings, argument structure and shapes). Least recently used dropped first.
+_WALKS: OrderedDict[Any, _Compiled] = OrderedDict()
+_MAX_WALKS = 32
+
+
+def clear_compiled_walks() -> None:
+    """Forget every compiled annealed walk (they are shared across sampler objects)."""
+    _WALKS.clear()
 
 
 class AnnealedMCMC:
@@ -106,22 +133,27 @@ class AnnealedMCMC:
         A float (fixed), a ``(L,)`` array (one per level), ``"sigma"`` (the kernel's
         rule in ``sigma_t``), ``"beta"`` (Du et al.'s image-code rule in ``beta_t``,
         with mass ``beta_t`` for HMC / U-HMC; made for linear schedules), or ``None``:
-        adaptation for MALA / HMC, ``"sigma"`` for ULA / U-HMC.
+        adaptation for MALA / HMC, ``"sigma"`` for ULA / U-HMC. With preconditioning
+        step sizes are in units of each coordinate's scale at the level.
     target_accept
         Target of per-level dual-averaging adaptation (the kernel's default: MALA
-        0.57, HMC 0.65); giving it turns adaptation on. A float ``step_size`` is then
+        0.57, HMC 0.8); giving it turns adaptation on. A float ``step_size`` is then
         the first level's start, an array or a rule gives every level's start; by
         default each chain's first start is BlackJAX's ``find_reasonable_step_size``
         (capped at the kernel's default start) and each later level starts from the
-        previous level's size times ``min(1, sigma_t / sigma_prev)``. Each chain
-        adapts its own step size during the first ``adapt_fraction`` of every level;
+        previous level's size (times ``min(1, sigma_t / sigma_prev)`` without
+        preconditioning). Each chain adapts its own step size during the first
+        ``adapt_fraction`` of every level (with preconditioning capped at the chains'
+        geometric mean size);
         divergences are counted after adaptation.
     predictor
         ``"ddpm"``: one ancestral step between levels driven by the summed scores of
         the diffusion terms (priors and factors), the part of the target that changes
-        with ``t``; ``"guided"``: driven by the score of the whole potential
-        (likelihood gradients included; unstable when a sharp likelihood meets the
-        large ``beta_t`` of the top levels); ``None``: no predictor.
+        with ``t`` (alone, with ``steps_per_level=0``, it ignores observations, with a
+        warning); ``"guided"``: the same step with its mean moved toward the other
+        terms (observations, factors) by a curvature-damped Newton step
+        (:func:`~numpyro_diffusion.infer.move.likelihood_guidance`), stable for sharp
+        likelihoods; ``None``: no predictor.
     num_samples
         Draws per chain at the final level.
     chain_method
@@ -136,6 +168,14 @@ class AnnealedMCMC:
     num_integration_steps, damping, divergence_threshold
         Kernel options (leapfrog steps of HMC / U-HMC, U-HMC momentum damping,
         energy error counted as a divergence by MALA and HMC).
+    precondition
+        Give every kernel a diagonal mass (Langevin preconditioner) estimated at each
+        level from all chains' spread and gradients
+        (:func:`~numpyro_diffusion.infer.move.chain_preconditioner`), so latents of
+        other scales than the diffusion sites (a noise scale, a regression weight)
+        move at their own scale. ``None`` (default): on unless step sizes are given in
+        absolute units (a number, an array, or ``"beta"``); ``True`` with a number
+        makes it a step in the coordinates' units.
     keep_trajectory
         Keep every chain's position at the end of every level (``(L, C, D)``
         floats) for :meth:`get_trajectory` and the sample-cloud plots.
@@ -161,6 +201,7 @@ class AnnealedMCMC:
         divergence_threshold: float = 1000.0,
         keep_trajectory: bool = False,
         adapt_gamma: float = 0.5,
+        precondition: bool | None = None,
     ):
         self.model = model
         self.kernel = kernel
@@ -179,11 +220,11 @@ class AnnealedMCMC:
         self.divergence_threshold = divergence_threshold
         self.keep_trajectory = keep_trajectory
         self.adapt_gamma = adapt_gamma
+        self.precondition = precondition
         settings = self.settings()  # refuse bad settings now, not at the first run
         if isinstance(model, Diffusion) and self.kernel.needs_energy and not model.has_energy:
             raise EnergyUnavailableError(f"The model given to the '{settings.kernel}' sampler")
-        self._cache: dict[Any, _Compiled] = {}
-        self.num_traces = 0
+        self.num_traces = 0  # compilations this sampler's runs caused
         self._result: tuple | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -214,6 +255,15 @@ class AnnealedMCMC:
     def adapt(self) -> bool:
         """Whether step sizes are adapted (MALA / HMC by default, or ``target_accept``)."""
         return self.target_accept is not None or (self.step_size is None and self.kernel.adaptable)
+
+    @property
+    def preconditioned(self) -> bool:
+        """Whether the walk preconditions its kernels (see ``precondition``)."""
+        if self.precondition is not None:
+            return bool(self.precondition)
+        return self.step_size is None or (
+            isinstance(self.step_size, str) and self.step_size == "sigma"
+        )
 
     def settings(self) -> WalkSettings:
         """The walk's settings from the current attributes; raises on bad values."""
@@ -264,6 +314,15 @@ class AnnealedMCMC:
                     f"step_size must be a positive number or a 1-D array of positive numbers "
                     f"(one per level), got {step!r}."
                 )
+        if self.precondition is not None and not isinstance(self.precondition, bool):
+            raise ValueError(
+                f"precondition must be True, False or None, got {self.precondition!r}."
+            )
+        if self.preconditioned and isinstance(step, str) and step == "beta":
+            raise ValueError(
+                "the 'beta' step rule fixes its own mass (beta_t) and cannot be combined with "
+                "preconditioning; use precondition=False (or None) with step_size='beta'."
+            )
         adapting = self.adapt
         given_each_level = step is not None and (isinstance(step, str) or np.ndim(step) == 1)
         move = MoveSettings(
@@ -278,6 +337,7 @@ class AnnealedMCMC:
                 else (kernel.target_accept or 0.65)
             ),
             adapt_gamma=float(self.adapt_gamma),
+            precondition=self.preconditioned and self.steps_per_level > 0,
         )
         return WalkSettings(
             kernel.name,
@@ -311,7 +371,9 @@ class AnnealedMCMC:
                 )
             steps = None if arr is None else np.broadcast_to(arr, levels.shape)
         if rule is not None:
-            steps, inverse_mass = kernel.rule_step_sizes(rule, schedule, levels)
+            steps, inverse_mass = kernel.rule_step_sizes(
+                rule, schedule, levels, preconditioned=self.preconditioned
+            )
         t_prev = np.concatenate([levels[:1], levels[:-1]])
         return LevelParams(
             jnp.asarray(levels),
@@ -333,7 +395,7 @@ class AnnealedMCMC:
         model_fn, lead = as_numpyro_model(self.model)
         split = split_arguments((*lead, *args), kwargs)
         cache_key = (model_fn, settings, split.key)
-        compiled = self._cache.get(cache_key)
+        compiled = _WALKS.get(cache_key)
         init_key, walk_key = jax.random.split(rng_key)
         init_keys = jax.random.split(init_key, self.num_chains)
         if compiled is None:
@@ -348,15 +410,33 @@ class AnnealedMCMC:
                     "noise levels to anneal over."
                 )
             compiled = self._compile(settings, family, split.rebuild)
-            self._cache[cache_key] = compiled
+            _WALKS[cache_key] = compiled
+            while len(_WALKS) > _MAX_WALKS:
+                _WALKS.popitem(last=False)
+        _WALKS.move_to_end(cache_key)
         family = compiled.family
+        if (
+            settings.move.num_steps == 0
+            and settings.move.predictor == "ddpm"
+            and family.other_sites
+        ):
+            warnings.warn(
+                "steps_per_level=0 with predictor='ddpm' is reverse diffusion of the diffusion "
+                f"sites alone: the sites {list(family.other_sites)} (observations, factors, "
+                "other priors) are ignored and their latents never move. Use "
+                "predictor='guided' (reverse diffusion steered by them) or steps_per_level > 0.",
+                stacklevel=2,
+            )
         params = self.level_params(family.schedule)
         chain_keys = jax.random.split(walk_key, self.num_chains)
         if settings.chain_method == "sharded":
             init_keys, chain_keys = self._shard(init_keys, chain_keys)
+        traces = compiled.traces[0]
         self._result = compiled.walk(init_keys, chain_keys, params, split.dynamic)
+        self.num_traces += compiled.traces[0] - traces
         self._unravel = family.unravel_fn
         self._settings = settings
+        self._call = (model_fn, split.rebuild(split.dynamic))
         total = self.num_divergent
         if total:
             warnings.warn(
@@ -379,27 +459,39 @@ class AnnealedMCMC:
         kernel = get_kernel(settings.kernel, **dict(settings.kernel_options))
         S, keep = settings.num_samples, settings.keep_trajectory
 
+        traces = [0]
+
         def walk(init_keys, chain_keys, params: LevelParams, dynamic):
-            self.num_traces += 1
+            traces[0] += 1
+            if settings.progress_bar:  # jit traces only when it must compile
+                what = f"annealed {kernel.name}" if settings.move.num_steps else "reverse diffusion"
+                print(
+                    f"compiling the {what} walk ({params.t.shape[0]} levels, "
+                    f"{init_keys.shape[0]} chains) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
             args, kwargs = rebuild(dynamic)
             potential = family.at(args, kwargs)
             move = build_move(kernel, potential, settings.move)
             first = jax.tree.map(lambda a: a[0], params)
             z0 = family.init_fn(init_keys, args, kwargs)
             state = jax.vmap(move.init, (0, 0, None))(init_keys, z0, first)
+            chains = functools.partial(jax.vmap, in_axes=(0, 0, None), axis_name=CHAIN_AXIS)
 
             def level_body(state, i_level):
                 i, level = i_level
                 keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-                state, info = jax.vmap(move.step, (0, 0, None))(keys, state, level)
+                state, info = chains(move.step)(keys, state, level)
                 stats = LevelStats(
                     level.t,
                     jnp.median(info.step_size),
                     jnp.mean(info.acceptance_rate),
                     jnp.sum(info.num_divergent),
                     jnp.mean(info.potential),
+                    info.log_weight,  # [C] for now: the ESS comes after the scan
                 )
-                last = (info.last_acceptance, info.last_divergent)
+                last = (info.last_acceptance, info.last_divergent, info.last_energy)
                 return state, (stats, last, state.position if keep else None)
 
             L = params.t.shape[0]
@@ -408,11 +500,14 @@ class AnnealedMCMC:
                 state,
                 params,
                 length=L,
-                label=f"annealed {kernel.name}",
+                label=f"annealed {kernel.name}" if settings.move.num_steps else "reverse diffusion",
                 enabled=settings.progress_bar,
             )
+            level_stats = level_stats._replace(
+                weight_ess=weight_ess(jnp.cumsum(level_stats.weight_ess, axis=0))
+            )
             final = jax.tree.map(lambda a: a[-1], params)
-            accepts, divs = lasts[0][-1][None], lasts[1][-1][None]
+            accepts, divs, energies = (x[-1][None] for x in lasts)
             positions = state.position[None]
             if S > 1:
                 if settings.move.num_steps == 0:  # reverse diffusion: no kernel state yet
@@ -421,12 +516,18 @@ class AnnealedMCMC:
 
                 def draw_body(state, j):
                     keys = jax.vmap(jax.random.fold_in, (0, None))(draw_keys, j)
-                    state, info = jax.vmap(move.draw, (0, 0, None))(keys, state, final)
-                    return state, (state.position, info.acceptance_rate, info.is_divergent)
+                    state, info = chains(move.draw)(keys, state, final)
+                    return state, (
+                        state.position,
+                        info.acceptance_rate,
+                        info.is_divergent,
+                        info.energy,
+                    )
 
-                state, (more_pos, more_acc, more_div) = jax.lax.scan(
+                state, (more_pos, more_acc, more_div, more_energy) = jax.lax.scan(
                     draw_body, state, jnp.arange(S - 1)
                 )
+                energies = jnp.concatenate([energies, more_energy])
                 positions = jnp.concatenate([positions, more_pos])
                 accepts = jnp.concatenate([accepts, more_acc])
                 divs = jnp.concatenate([divs, more_div])
@@ -445,10 +546,10 @@ class AnnealedMCMC:
             if keep:
                 samples["_trajectory"] = trajectory
             step_size = jnp.broadcast_to(state.step_size[:, None], positions.shape[:2])
-            draw_stats = DrawStats(accepts.T, divs.T, lp, step_size)
+            draw_stats = DrawStats(accepts.T, divs.T, lp, step_size, energies.T)
             return samples, draw_stats, level_stats
 
-        return _Compiled(family, jax.jit(walk))
+        return _Compiled(family, jax.jit(walk), traces)
 
     # ----------------------------------------------------------------- results
 
@@ -490,11 +591,20 @@ class AnnealedMCMC:
 
     @property
     def level_stats(self) -> LevelStats:
+        """The last run's per-level statistics, each ``(L,)`` (see :class:`LevelStats`)."""
         return self._require_run()[2]
 
     @property
     def draw_stats(self) -> DrawStats:
+        """The last run's statistics of the final draws, each ``(num_chains, num_samples)``
+        (see :class:`DrawStats`)."""
         return self._require_run()[1]
+
+    @property
+    def last_kernel(self) -> LevelKernel:
+        """The kernel of the last run (the ``kernel`` attribute may have changed since)."""
+        self._require_run()
+        return get_kernel(self._settings.kernel, **dict(self._settings.kernel_options))
 
     @property
     def num_divergent(self) -> int:
@@ -504,20 +614,60 @@ class AnnealedMCMC:
             np.sum(np.asarray(self.draw_stats.diverging)[:, 1:])
         )
 
-    def print_summary(self, prob: float = 0.9, max_levels: int = 12) -> None:
-        """NumPyro's summary of the final draws, then the per-level statistics."""
-        from numpyro.diagnostics import print_summary
+    def log_likelihood(self) -> dict[str, Array]:
+        """Pointwise log-likelihood of every observed site at ``t = 0`` for every draw,
+        ``(num_chains, num_samples, *site_batch_shape)`` by site name (for LOO / WAIC)."""
+        from numpyro.infer.util import log_likelihood
 
         self._require_run()
-        num_samples = self._settings.num_samples
-        if num_samples >= 4:
-            print_summary(self.get_samples(group_by_chain=True), prob=prob, group_by_chain=True)
-        else:
-            print(
-                f"(fewer than 4 draws per chain: the {self.num_chains * num_samples} final "
-                "draws are summarised as one sequence; r_hat needs num_samples >= 4)"
-            )
-            print_summary(self.get_samples(), prob=prob, group_by_chain=False)
+        model_fn, (args, kwargs) = self._call
+        samples = self.get_samples(group_by_chain=True)
+        with noise_level(0):
+            return log_likelihood(model_fn, samples, *args, batch_ndims=2, **kwargs)
+
+    def observed_data(self) -> dict[str, Array]:
+        """The values of the model's observed sites in the last run, by site name."""
+        self._require_run()
+        model_fn, (args, kwargs) = self._call
+        first = jax.tree.map(lambda v: v[0, 0], self.get_samples(group_by_chain=True))
+        with noise_level(0):
+            trace = handlers.trace(
+                handlers.seed(handlers.substitute(model_fn, data=first), 0)
+            ).get_trace(*args, **kwargs)
+        return {
+            name: site["value"]
+            for name, site in trace.items()
+            if site["type"] == "sample" and site["is_observed"]
+        }
+
+    def print_summary(self, prob: float = 0.9, max_levels: int = 12) -> None:
+        """The final draws' summary, then the per-level statistics.
+
+        Annealed chains are many short independent walks: their final draws are
+        independent across chains, and their error is the bias of annealing too fast,
+        which no within-chain statistic sees. So the summary shows no classical R-hat
+        or ESS (ArviZ computes them from :meth:`to_arviz`; there they say whether each
+        chain moves between modes at ``t = 0``, which annealed chains need not do).
+        """
+        self._require_run()
+        samples = {k: np.asarray(v) for k, v in self.get_samples().items()}
+        lo, hi = 50 * (1 - prob), 50 * (1 + prob)
+        print(f"{'':>14} {'mean':>10} {'std':>10} {'median':>10} {lo:>9.1f}% {hi:>9.1f}%")
+        for name, value in samples.items():
+            flat = value.reshape(value.shape[0], -1)
+            for j in range(flat.shape[1]):
+                label = name if flat.shape[1] == 1 else f"{name}[{j}]"
+                v = flat[:, j]
+                q = np.percentile(v, [lo, 50, hi])
+                print(
+                    f"{label:>14} {v.mean():>10.4g} {v.std():>10.4g} {q[1]:>10.4g} "
+                    f"{q[0]:>10.4g} {q[2]:>10.4g}"
+                )
+        C, S = self.num_chains, self._settings.num_samples
+        print(
+            f"({C} independent chains x {S} draws at t = 0; draws of one chain are "
+            "correlated, so at most about {C} are independent)".replace("{C}", str(C))
+        )
         stats = jax.tree.map(np.asarray, self.level_stats)
         L = stats.level.size
         rows = np.unique(np.round(np.linspace(0, L - 1, min(L, max_levels))).astype(int))
@@ -531,11 +681,21 @@ class AnnealedMCMC:
             )
         print(f"\nNumber of divergences: {self.num_divergent}")
 
-    def to_arviz(self):
+    def to_arviz(self, dims: dict | None = None, coords: dict | None = None):
         """The draws and statistics as ``arviz.InferenceData`` (see ``diagnostics.to_arviz``)."""
         from numpyro_diffusion.diagnostics import to_arviz
 
-        return to_arviz(self)
+        return to_arviz(self, dims=dims, coords=coords)
+
+
+def weight_ess(log_weights: Array) -> Array:
+    """Effective sample size of importance weights over the last axis (chains), as a
+    fraction of their number: ``(sum w)^2 / (n sum w^2)``; NaN where any is NaN."""
+    n = log_weights.shape[-1]
+    lw = log_weights - jnp.max(log_weights, axis=-1, keepdims=True)
+    s1 = jax.scipy.special.logsumexp(lw, axis=-1)
+    s2 = jax.scipy.special.logsumexp(2 * lw, axis=-1)
+    return jnp.exp(2 * s1 - s2) / n
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

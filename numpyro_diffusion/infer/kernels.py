@@ -56,7 +56,10 @@ def _all_finite(*arrays: Array) -> Array:
 
 
 class ula:
-    """Unadjusted Langevin: ``x <- x + s grad log p(x) + sqrt(2 s) xi``."""
+    """Unadjusted Langevin: ``x <- x + h m grad log p(x) + sqrt(2 h m) xi``.
+
+    ``inverse_mass`` ``m`` (the preconditioner) is a scalar or a ``(D,)`` diagonal.
+    """
 
     @staticmethod
     def init(position: Array, logdensity_grad_fn: Callable) -> ULAState:
@@ -65,11 +68,15 @@ class ula:
     @staticmethod
     def build_kernel() -> Callable:
         def kernel(
-            rng_key: Array, state: ULAState, logdensity_grad_fn: Callable, step_size: float
+            rng_key: Array,
+            state: ULAState,
+            logdensity_grad_fn: Callable,
+            step_size: float,
+            inverse_mass: Any = 1.0,
         ) -> tuple[ULAState, ULAInfo]:
             noise = jax.random.normal(rng_key, state.position.shape)
-            x = state.position + step_size * state.logdensity_grad
-            x = x + jnp.sqrt(2.0 * step_size) * noise
+            x = state.position + step_size * inverse_mass * state.logdensity_grad
+            x = x + jnp.sqrt(2.0 * step_size * inverse_mass) * noise
             grad = logdensity_grad_fn(x)
             ok = _all_finite(x, grad)
             new = ULAState(
@@ -158,15 +165,19 @@ class LevelTarget(NamedTuple):
 class StepInfo(NamedTuple):
     acceptance_rate: Array  # [] in [0, 1]; 1 for unadjusted kernels unless divergent
     is_divergent: Array  # [] bool
+    energy: Array  # [] the Hamiltonian after the step (HMC; NaN for other kernels)
 
 
 class LevelKernel(NamedTuple):
     """A kernel in the annealed sampler's convention, with its own defaults.
 
     ``init(rng_key, position, target, inverse_mass) -> state``;
-    ``step(rng_key, state, target, step_size, inverse_mass) -> (state, StepInfo)``;
-    ``position(state) -> (D,)``; ``logdensity(state) -> ()`` for kernels whose state
-    carries the log-density (``None`` otherwise).
+    ``step(rng_key, state, target, step_size, inverse_mass) -> (state, StepInfo)``,
+    where ``inverse_mass`` is a scalar or a ``(D,)`` diagonal (the preconditioner:
+    the kernel moves coordinate ``i`` as it would move ``x_i / sqrt(m_i)`` with unit
+    mass); ``position(state) -> (D,)``; ``gradient(state) -> (D,)``, the gradient of
+    the log-density at the position; ``logdensity(state) -> ()`` for kernels whose
+    state carries the log-density (``None`` otherwise).
 
     Defaults: ``target_accept`` of step-size adaptation (``None``: no acceptance to
     adapt to); ``initial_step_size``, the first level's start of adaptation;
@@ -175,7 +186,8 @@ class LevelKernel(NamedTuple):
     ``h``, so they scale with the variance and the standard deviation); ``beta_rule =
     (factor, beta_mass)``, Du et al.'s image-code step ``factor * beta_t`` with mass
     ``beta_t`` when ``beta_mass``; ``num_integration_steps`` per transition (1 for
-    Langevin kernels).
+    Langevin kernels); ``standard_step_size``, the ``"sigma"`` rule's step when the
+    kernel is preconditioned (in units of each coordinate's scale).
     """
 
     name: str
@@ -187,16 +199,31 @@ class LevelKernel(NamedTuple):
     sigma_rule: tuple[float, int]
     beta_rule: tuple[float, bool]
     num_integration_steps: int = 1
+    standard_step_size: float = 0.1
     position: Callable[[Any], Array] = lambda state: state.position
+    gradient: Callable[[Any], Array] = lambda state: state.logdensity_grad
     logdensity: Callable[[Any], Array] | None = None
 
     @property
     def adaptable(self) -> bool:
         return self.target_accept is not None
 
-    def rule_step_sizes(self, rule: str, schedule: Any, levels: Any) -> tuple[Any, Any]:
-        """Step sizes and inverse masses ``(L,)`` of the rule ``"sigma"`` or ``"beta"``."""
+    def rule_step_sizes(
+        self, rule: str, schedule: Any, levels: Any, preconditioned: bool = False
+    ) -> tuple[Any, Any]:
+        """Step sizes and inverse masses ``(L,)`` of the rule ``"sigma"`` or ``"beta"``.
+
+        ``preconditioned``: steps in units of each coordinate's scale at its level
+        (the preconditioner's), where the ``"sigma"`` rule's ``sigma_t ** power``, the
+        scale of a diffusion coordinate, is already accounted for: the step is
+        ``standard_step_size`` at every level.
+        """
         levels = np.asarray(levels)
+        if preconditioned and rule == "beta":
+            raise ValueError(
+                "the 'beta' step rule fixes its own mass (beta_t) and cannot be combined with "
+                "preconditioning; use precondition=False with step_size='beta'."
+            )
         betas = np.asarray(schedule.betas)[levels]
         inverse_mass = np.ones_like(betas)
         if rule == "beta":
@@ -206,7 +233,11 @@ class LevelKernel(NamedTuple):
                 inverse_mass = 1.0 / betas
         elif rule == "sigma":
             factor, power = self.sigma_rule
-            steps = factor * np.asarray(schedule.sigmas)[levels] ** power
+            sigmas = np.asarray(schedule.sigmas)[levels]
+            if preconditioned:
+                steps = np.full_like(sigmas, self.standard_step_size)
+            else:
+                steps = factor * sigmas**power
         else:
             raise ValueError(f"unknown step-size rule {rule!r}; expected 'sigma' or 'beta'.")
         return steps.astype(np.float32), inverse_mass.astype(np.float32)
@@ -216,14 +247,14 @@ def _logdensity(state: Any) -> Array:
     return state.logdensity
 
 
-def _guard(old, new, info_accept, info_divergent):
+def _guard(old, new, info_accept, info_divergent, energy=jnp.nan):
     """Reject a non-finite accepted state and count NaN acceptance as a divergence."""
     finite_accept = jnp.isfinite(info_accept)
     ok = _all_finite(new.position, new.logdensity, new.logdensity_grad)
     divergent = info_divergent | ~finite_accept | ~ok
     state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
     accept = jnp.where(finite_accept & ok, info_accept, 0.0)
-    return state, StepInfo(accept, divergent)
+    return state, StepInfo(accept, divergent, jnp.asarray(energy, jnp.float32))
 
 
 def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKernel:
@@ -237,17 +268,31 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
         del rng_key, inverse_mass
         return blackjax.mala.init(position, target.logdensity_fn)
 
-    def step(rng_key, state, target, step_size, inverse_mass):
-        del inverse_mass
+    def standard_step(rng_key, state, logdensity_fn, step_size):
         key_integrator, key_accept = jax.random.split(rng_key)
-        integrator = diffusions.overdamped_langevin(jax.value_and_grad(target.logdensity_fn))
+        integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
         new = MALAState(*integrator(key_integrator, state, step_size))
         log_ratio = acceptance_ratio(state, new, step_size=step_size)
-        accepted, (_, p_accept, _) = proposal.static_binomial_sampling(
+        accepted, (do_accept, p_accept, _) = proposal.static_binomial_sampling(
             key_accept, log_ratio, state, new
         )
         divergent = ~(-log_ratio <= divergence_threshold)  # NaN counts
-        return _guard(state, accepted, p_accept, divergent)
+        return accepted, do_accept, p_accept, divergent
+
+    def step(rng_key, state, target, step_size, inverse_mass):
+        # Preconditioned MALA is MALA on y = x / sqrt(m): BlackJAX's kernel runs there.
+        scale = jnp.sqrt(jnp.broadcast_to(inverse_mass, state.position.shape))
+        standard = MALAState(
+            state.position / scale, state.logdensity, state.logdensity_grad * scale
+        )
+        accepted, do_accept, p_accept, divergent = standard_step(
+            rng_key, standard, lambda y: target.logdensity_fn(y * scale), step_size
+        )
+        moved = MALAState(
+            accepted.position * scale, accepted.logdensity, accepted.logdensity_grad / scale
+        )
+        new = jax.tree.map(lambda a, b: jnp.where(do_accept, a, b), moved, state)
+        return _guard(state, new, p_accept, divergent)
 
     return LevelKernel(
         "mala",
@@ -258,6 +303,7 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
         initial_step_size=0.5,
         sigma_rule=(0.05, 2),
         beta_rule=(0.035, False),
+        standard_step_size=0.5,
         logdensity=_logdensity,
     )
 
@@ -288,25 +334,32 @@ def _hmc_kernel(
             inverse_mass_matrix,
             num_integration_steps,
         )
-        return _guard(state, new, info.acceptance_rate, info.is_divergent)
+        # the Hamiltonian of the state kept (BlackJAX reports the proposal's)
+        kinetic = 0.5 * jnp.sum(info.momentum**2 * inverse_mass_matrix)
+        energy = jnp.where(info.is_accepted, info.energy, -state.logdensity + kinetic)
+        return _guard(state, new, info.acceptance_rate, info.is_divergent, energy)
 
     return LevelKernel(
         "hmc",
         True,
         init,
         step,
-        target_accept=0.65,
+        # A few adaptation steps per chain leave some chains' steps too large where
+        # the curvature changes fast (a latent noise scale): aim higher than 0.65.
+        target_accept=0.8,
         initial_step_size=0.3,
         sigma_rule=(0.1, 1),
         beta_rule=(0.1, True),
         num_integration_steps=num_integration_steps,
+        standard_step_size=0.3,
         logdensity=_logdensity,
     )
 
 
 def _unadjusted(state: Any, info: Any) -> tuple[Any, StepInfo]:
     """An unadjusted kernel's step in the common convention: 'accepted' unless divergent."""
-    return state, StepInfo(jnp.where(info.is_divergent, 0.0, 1.0), info.is_divergent)
+    accept = jnp.where(info.is_divergent, 0.0, 1.0)
+    return state, StepInfo(accept, info.is_divergent, jnp.full((), jnp.nan, jnp.float32))
 
 
 def _ula_kernel(**unused: Any) -> LevelKernel:
@@ -318,8 +371,9 @@ def _ula_kernel(**unused: Any) -> LevelKernel:
         return ula.init(position, target.logdensity_grad_fn)
 
     def step(rng_key, state, target, step_size, inverse_mass):
-        del inverse_mass
-        return _unadjusted(*kernel(rng_key, state, target.logdensity_grad_fn, step_size))
+        return _unadjusted(
+            *kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
+        )
 
     return LevelKernel(
         "ula",

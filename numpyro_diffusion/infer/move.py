@@ -8,7 +8,10 @@ Annealed MCMC scans the move over levels; annealed SMC uses it as its mutation.
 At a level ``t`` entered from ``t_prev``: optionally one reverse-diffusion predictor
 step (:func:`ddpm_predictor`), then ``num_steps`` kernel steps targeting ``U(., t)``,
 the first ``num_adapt_steps`` of them adapting the chain's step size by dual
-averaging toward the kernel's target acceptance.
+averaging toward the kernel's target acceptance. With ``precondition``, every chain
+at the level shares a diagonal preconditioner estimated from all of them
+(:func:`chain_preconditioner`); the step must then be ``jax.vmap``-ped with
+``axis_name=CHAIN_AXIS``, and step sizes are in units of each coordinate's scale.
 """
 
 from __future__ import annotations
@@ -38,25 +41,34 @@ __all__ = [
     "Move",
     "build_move",
     "ddpm_predictor",
+    "chain_preconditioner",
+    "likelihood_guidance",
     "START_RULES",
+    "CHAIN_AXIS",
 ]
 
 PREDICTORS = (None, "ddpm", "guided")
 START_RULES = ("previous", "given")
+CHAIN_AXIS = "chain"  # the vmap axis of the chains, for moves that pool them
+PRIOR_CHAINS = 10.0  # the preconditioner's shrinkage toward unit mass, in chains
+_MEAN_LOG_ABS_NORMAL = -0.6351814  # E[log |z|] for z ~ N(0, 1): -(euler_gamma + log 2) / 2
 
 
 class LevelPotential(NamedTuple):
     """A model's potential at every level, over one chain's flat latent ``(D,)``.
 
     ``potential_fn(z, t) -> U`` (``-log p_t`` up to a constant; unused when
-    ``has_energy`` is false), ``grad_fn(z, t) -> grad U`` and ``diffusion_grad_fn(z,
+    ``has_energy`` is false), ``grad_fn(z, t) -> grad U``, ``diffusion_grad_fn(z,
     t)``, the gradient of the diffusion terms alone (the part of ``U`` that changes
-    with ``t``); ``diffusion_mask`` ``(D,)`` marks the entries of diffusion priors.
+    with ``t``) and ``other_grad_fn(z, t)``, that of every other term (observations,
+    factors, other priors); ``diffusion_mask`` ``(D,)`` marks the entries of
+    diffusion priors.
     """
 
     potential_fn: Callable[[Array, Array], Array]
     grad_fn: Callable[[Array, Array], Array]
     diffusion_grad_fn: Callable[[Array, Array], Array]
+    other_grad_fn: Callable[[Array, Array], Array]
     diffusion_mask: Array
     schedule: VPSchedule
     has_energy: bool
@@ -76,6 +88,7 @@ class MoveSettings(NamedTuple):
     search_first_step: bool = False  # BlackJAX's step-size search at the first level
     target_accept: float = 0.65
     adapt_gamma: float = 0.5
+    precondition: bool = False  # a diagonal mass from all chains (vmap over CHAIN_AXIS)
 
 
 class LevelParams(NamedTuple):
@@ -84,13 +97,15 @@ class LevelParams(NamedTuple):
     t: Array  # the level
     t_prev: Array  # the previous level (equal to t at the first level: no predictor)
     step_size: Array  # the level's step size, or its adaptation start
-    inverse_mass: Array  # scalar inverse mass (leapfrog kernels)
+    inverse_mass: Array  # scalar inverse mass (times the preconditioner when there is one)
 
 
 class MoveState(NamedTuple):
     position: Array  # [D]
     step_size: Array  # [] the step size the last level ended with
     kernel_state: Any  # the kernel's state at the end of the last level (zeros before)
+    inverse_mass: Array  # [D] the last level's diagonal inverse mass
+    potential: Array  # [] U(position, t) at the end of the last level (NaN before, or unknown)
 
 
 class MoveInfo(NamedTuple):
@@ -101,6 +116,8 @@ class MoveInfo(NamedTuple):
     predictor_log_prob: Array  # [] log q of the predictor's proposal (0 without one)
     last_acceptance: Array  # [] the last kernel step's acceptance
     last_divergent: Array  # [] bool: the last kernel step diverged
+    last_energy: Array  # [] the Hamiltonian after the last step (HMC; NaN otherwise)
+    log_weight: Array  # [] the level's incremental importance weight (NaN where unknown)
 
 
 class Move(NamedTuple):
@@ -117,18 +134,71 @@ def ddpm_predictor(
     eps: Array,
     schedule: VPSchedule,
     mask: Array,
+    guidance: Callable[[Array, Array], Array] | None = None,
 ) -> tuple[Array, Array]:
     """One ancestral step of the masked entries from ``t_prev`` down to ``t``.
 
-    ``eps`` ``(D,)`` is the noise prediction at ``(position, t_prev)``. Returns the
-    proposal ``(D,)`` (unmasked entries unchanged) and its log-density under the
-    Gaussian transition, a scalar, so a sequential Monte Carlo sampler can weight it.
+    ``eps`` ``(D,)`` is the noise prediction at ``(position, t_prev)``. With
+    ``guidance(mean, var) -> shift`` ``(D,)`` the transition's mean moves by
+    ``shift``. Returns the proposal ``(D,)`` (unmasked entries unchanged) and its
+    log-density under the Gaussian transition, a scalar, so a sequential Monte Carlo
+    sampler can weight it.
     """
     mean, var = schedule.ddpm_transition(position, eps, t_prev, t)
+    if guidance is not None:
+        mean = mean + jnp.where(mask, guidance(mean, var), 0.0)
     noise = jax.random.normal(rng_key, position.shape)
     proposal = jnp.where(mask, mean + jnp.sqrt(var) * noise, position)
     log_q = jnp.sum(jnp.where(mask, norm.logpdf(proposal, mean, jnp.sqrt(var)), 0.0))
     return proposal, log_q
+
+
+def likelihood_guidance(
+    other_grad_fn: Callable[[Array], Array], mean: Array, var: Array, mask: Array
+) -> Array:
+    """The shift of an ancestral step's mean toward the non-diffusion terms
+    (observations, factors) of the level's target: ``var g / (1 + var k)``.
+
+    ``g`` is their log-density gradient at ``mean`` on the masked entries, ``k >= 0``
+    their curvature along ``g`` (a difference of gradients a tenth of the step's
+    standard deviation away). The product of the Gaussian step ``N(mean, var)`` and a
+    Gaussian likelihood along ``g`` has exactly this mean; for a sharp likelihood the
+    shift is a Newton step, not ``var g``, which overshoots by ``var k``.
+    """
+    g = jnp.where(mask, -other_grad_fn(mean), 0.0)
+    norm_g = jnp.sqrt(jnp.sum(g * g))
+    u = g / jnp.maximum(norm_g, 1e-30)
+    delta = 0.1 * jnp.sqrt(var)
+    g_ahead = jnp.where(mask, -other_grad_fn(mean + delta * u), 0.0)
+    curvature = jnp.maximum(jnp.sum((g - g_ahead) * u) / jnp.maximum(delta, 1e-30), 0.0)
+    return var * g / (1.0 + var * curvature)
+
+
+def chain_preconditioner(position: Array, gradient: Array, axis_name: str) -> Array:
+    """A diagonal inverse mass ``(D,)`` for one level, pooled over the chains.
+
+    Called on one chain's ``position`` and log-density ``gradient`` ``(D,)`` inside
+    ``jax.vmap(..., axis_name=axis_name)``. Coordinate ``i``'s squared scale is the
+    smaller of the chains' spread ``Var[x_i]`` and a local scale from the gradients,
+    ``s_i`` with ``log s_i = E[log |z|] - mean log |g_i|`` (``z ~ N(0, 1)``: exact for a
+    Gaussian of scale ``s``, and a geometric mean, so a few chains in a steep tail do
+    not set every chain's scale). The gradient term stays local when the chains sit
+    in separate narrow modes; the spread caps it where the density is flat. Non-finite
+    chains are left out; with few chains the estimate is shrunk toward 1 (in log
+    scale, by ``n / (n + PRIOR_CHAINS)``).
+    """
+    finite = jnp.isfinite(position) & jnp.isfinite(gradient)
+    w = finite.astype(position.dtype)
+    n = jax.lax.psum(w, axis_name)
+    safe_n = jnp.maximum(n, 1.0)
+    x = jnp.where(finite, position, 0.0)
+    log_g = jnp.where(finite, jnp.log(jnp.maximum(jnp.abs(gradient), 1e-12)), 0.0)
+    mean = jax.lax.psum(x, axis_name) / safe_n
+    spread = jax.lax.psum(w * (x - mean) ** 2, axis_name) / jnp.maximum(n - 1.0, 1.0)
+    log_local = 2.0 * (_MEAN_LOG_ABS_NORMAL - jax.lax.psum(log_g, axis_name) / safe_n)
+    log_m = jnp.minimum(log_local, jnp.log(spread))
+    log_m = jnp.where(jnp.isfinite(log_m) & (n > 1), jnp.clip(log_m, -40.0, 40.0), 0.0)
+    return jnp.exp(n / (n + PRIOR_CHAINS) * log_m)
 
 
 def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSettings) -> Move:
@@ -161,26 +231,39 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             position,
         )
         state = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        return MoveState(position, jnp.asarray(level.step_size, jnp.float32), state)
+        inverse_mass = jnp.broadcast_to(level.inverse_mass, position.shape)
+        size = jnp.asarray(level.step_size, jnp.float32)
+        return MoveState(position, size, state, inverse_mass, jnp.full((), jnp.nan))
 
     def predict(rng_key, z, level):
+        eps = schedule.sigmas[level.t_prev] * potential.diffusion_grad_fn(z, level.t_prev)
+        guidance = None
         if settings.predictor == "guided":
-            grad = potential.grad_fn(z, level.t_prev)
-        else:
-            grad = potential.diffusion_grad_fn(z, level.t_prev)
-        eps = schedule.sigmas[level.t_prev] * grad
+
+            def guidance(mean, var):
+                other = lambda x: potential.other_grad_fn(x, level.t)  # noqa: E731
+                return likelihood_guidance(other, mean, var, potential.diffusion_mask)
+
         z_new, log_q = ddpm_predictor(
-            rng_key, z, level.t_prev, level.t, eps, schedule, potential.diffusion_mask
+            rng_key, z, level.t_prev, level.t, eps, schedule, potential.diffusion_mask, guidance
         )
         finite = jnp.all(jnp.isfinite(z_new)) & jnp.isfinite(log_q)
         applies = level.t != level.t_prev
-        z = jnp.where(applies & finite, z_new, z)
-        return z, jnp.where(applies & finite, log_q, 0.0), applies & ~finite
+        moved = applies & finite
+        # the backward kernel of the weights: forward noising from t back up to t_prev
+        mean, var = schedule.forward_transition(z_new, level.t, level.t_prev)
+        log_back = jnp.sum(
+            jnp.where(potential.diffusion_mask, norm.logpdf(z, mean, jnp.sqrt(var)), 0.0)
+        )
+        z = jnp.where(moved, z_new, z)
+        return z, jnp.where(moved, log_q, 0.0), applies & ~finite, jnp.where(moved, log_back, 0.0)
 
-    def start_step_size(rng_key, state, z, target, level):
+    def start_step_size(rng_key, state, z, target, level, inverse_mass):
         first = level.t == level.t_prev
         if settings.start_rule == "given" or K_adapt == 0:
             size = level.step_size
+        elif settings.precondition:  # steps in units of the level's own scales
+            size = jnp.where(first, level.step_size, state.step_size)
         else:
             # Near the data the curvature grows like 1 / sigma_t^2, and a few adaptation
             # steps cannot shrink a step size tenfold on their own.
@@ -189,10 +272,10 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         if settings.search_first_step:
 
             def search(size):
-                kstate = kernel.init(rng_key, z, target, level.inverse_mass)
+                kstate = kernel.init(rng_key, z, target, inverse_mass)
 
                 def kernel_at(h):
-                    return lambda k, s: kernel.step(k, s, target, h, level.inverse_mass)
+                    return lambda k, s: kernel.step(k, s, target, h, inverse_mass)
 
                 found = find_reasonable_step_size(
                     rng_key, kernel_at, kstate, size, settings.target_accept
@@ -207,8 +290,9 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
     def step(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
         k_pred, k_init, k_steps, k_search = jax.random.split(rng_key, 4)
         z, log_q, predictor_divergent = state.position, jnp.zeros(()), jnp.zeros((), bool)
+        log_back = jnp.zeros(())
         if settings.predictor is not None:
-            z, log_q, predictor_divergent = predict(k_pred, z, level)
+            z, log_q, predictor_divergent, log_back = predict(k_pred, z, level)
         target = potential.target(level.t)
         if K == 0:
             info = MoveInfo(
@@ -219,15 +303,30 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
                 log_q,
                 jnp.nan,
                 jnp.zeros((), bool),
+                jnp.nan,
+                jnp.full((), jnp.nan),
             )
-            return MoveState(z, state.step_size, state.kernel_state), info
-        kstate = kernel.init(k_init, z, target, level.inverse_mass)
-        size = start_step_size(k_search, state, z, target, level)
+            return state._replace(position=z, potential=jnp.full((), jnp.nan)), info
+        inverse_mass = jnp.broadcast_to(level.inverse_mass, z.shape)
+        kstate = kernel.init(k_init, z, target, inverse_mass)
+        if settings.precondition:
+            pooled = chain_preconditioner(z, kernel.gradient(kstate), CHAIN_AXIS)
+            inverse_mass = inverse_mass * pooled
+            kstate = kernel.init(k_init, z, target, inverse_mass)  # same gradient (CSE)
+        # Sequential importance weight of the level (Del Moral et al.'s SMC sampler with
+        # the forward noising as backward kernel; annealed importance sampling without
+        # a predictor): U_prev(z_old) - U_t(z) + log L(z_old | z) - log q(z | z_old).
+        # The kernel steps leave U_t invariant and add nothing.
+        if kernel.logdensity is not None:
+            u_start = -kernel.logdensity(kstate)
+            first = level.t == level.t_prev
+            log_weight = jnp.where(first, 0.0, state.potential - u_start + log_back - log_q)
+        else:
+            log_weight = jnp.full((), jnp.nan)
+        size = start_step_size(k_search, state, z, target, level, inverse_mass)
 
         def kernel_step(kstate, j, size):
-            return kernel.step(
-                jax.random.fold_in(k_steps, j), kstate, target, size, level.inverse_mass
-            )
+            return kernel.step(jax.random.fold_in(k_steps, j), kstate, target, size, inverse_mass)
 
         adapt_accept = jnp.nan
         if K_adapt > 0:
@@ -242,6 +341,12 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             da: DualAveragingAdaptationState = da_init(size)._replace(mu=jnp.log(size))
             (kstate, da), accepts = jax.lax.scan(adapt_body, (kstate, da), jnp.arange(K_adapt))
             size = da_final(da)
+            if settings.precondition:
+                # No chain steps further than the chains' typical (geometric mean) size:
+                # a chain that adapted where the density is flat diverges where it is
+                # sharp (a noise scale's funnel), and the pooled mass already sets scales.
+                typical = jnp.exp(jax.lax.pmean(jnp.log(size), CHAIN_AXIS))
+                size = jnp.minimum(size, typical)
             adapt_accept = jnp.mean(accepts)
         if K > K_adapt:
 
@@ -251,10 +356,10 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             kstate, infos = jax.lax.scan(sample_body, kstate, jnp.arange(K_adapt, K))
             accept = jnp.mean(infos.acceptance_rate)
             num_divergent = jnp.sum(infos.is_divergent)
-            last = (infos.acceptance_rate[-1], infos.is_divergent[-1])
+            last = (infos.acceptance_rate[-1], infos.is_divergent[-1], infos.energy[-1])
         else:
             accept, num_divergent = adapt_accept, jnp.zeros((), jnp.int32)
-            last = (adapt_accept, jnp.zeros((), bool))
+            last = (adapt_accept, jnp.zeros((), bool), jnp.full((), jnp.nan))
         z = kernel.position(kstate)
         if kernel.logdensity is not None:  # the state has it: no extra evaluation
             u = -kernel.logdensity(kstate)
@@ -270,8 +375,10 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             log_q,
             last[0],
             last[1],
+            last[2],
+            log_weight,
         )
-        return MoveState(z, size, kstate), info
+        return MoveState(z, size, kstate, inverse_mass, u), info
 
     def draw(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, Any]:
         """One more kernel step at the level (fixed step size): a further draw."""
@@ -280,8 +387,8 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             state.kernel_state,
             potential.target(level.t),
             state.step_size,
-            level.inverse_mass,
+            state.inverse_mass,
         )
-        return MoveState(kernel.position(kstate), state.step_size, kstate), info
+        return state._replace(position=kernel.position(kstate), kernel_state=kstate), info
 
     return Move(init, step, draw)

@@ -11,6 +11,7 @@ latent sites (``AutoDelta``). The loss needs only ``eps``, so score-only models 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -21,8 +22,11 @@ import numpy as np
 import optax
 from jax import Array
 from numpyro import handlers
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoDelta
+from numpyro.infer.util import potential_energy
 from numpyro.primitives import Messenger
 
 from numpyro_diffusion.infer.arguments import split_arguments
@@ -30,6 +34,7 @@ from numpyro_diffusion.infer.potential import (
     as_numpyro_model,
     check_observations,
     init_to_diffusion_noise,
+    without_diffusion,
 )
 from numpyro_diffusion.interface import shared_schedule
 from numpyro_diffusion.primitives import (
@@ -153,6 +158,13 @@ def plug_and_play(
     -------
     :class:`PlugAndPlayResult` with ``params`` (constrained values by site name),
     ``losses`` ``(num_steps,)`` and the ``levels`` used.
+
+    A point estimate of a latent scale jointly with the state it scales (an unknown
+    noise level ``sigma`` of ``y ~ Normal(x, sigma)``) degenerates: once ``x`` fits ``y``
+    the likelihood grows without bound as ``sigma`` shrinks, and the estimate returns
+    the observation. A bounded latent that ends beyond its prior's tail with its
+    log-density still rising toward the edge is warned about; fix such a scale or sample it with
+    :class:`~numpyro_diffusion.infer.AnnealedMCMC`.
     """
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}.")
@@ -174,7 +186,60 @@ def plug_and_play(
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     params, losses = run(rng_key, levels, weights, split.dynamic)
+    _warn_at_support_edge(model_fn, args, model_kwargs, params, losses)
     return PlugAndPlayResult(params, losses, levels)
+
+
+def _warn_at_support_edge(model_fn, args, kwargs, params, losses, num_prior_draws=2000):
+    """Warn when a bounded non-diffusion latent ends beyond its prior's 1 % tail with its
+    log-density still rising toward the edge of its support (no interior optimum)."""
+    del losses
+    with (
+        handlers.block(),
+        handlers.trace() as trace,
+        handlers.substitute(data=params),
+        handlers.seed(rng_seed=0),
+        noise_level(0),
+    ):
+        model_fn(*args, **kwargs)
+    diffusion = diffusion_sites(trace)
+    latent = {
+        name: site
+        for name, site in trace.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    unconstrained = {
+        name: biject_to(site["fn"].support).inv(site["value"]) for name, site in latent.items()
+    }
+
+    def log_density(u, name):
+        values = {**unconstrained, name: u}
+        with noise_level(0):
+            return -potential_energy(without_diffusion(model_fn), args, kwargs, values)
+
+    for name, site in latent.items():
+        support = site["fn"].support
+        if name in diffusion or support.is_discrete:
+            continue
+        if support in (constraints.real, constraints.real_vector):
+            continue
+        to_support = biject_to(support)
+        draws = site["fn"].sample(jax.random.PRNGKey(0), (num_prior_draws,))
+        low, high = np.quantile(np.asarray(to_support.inv(draws)), [0.01, 0.99])
+        u = np.asarray(unconstrained[name])
+        push = np.asarray(jax.grad(log_density)(unconstrained[name], name))
+        toward_edge = ((u < low) & (push < -0.5)) | ((u > high) & (push > 0.5))
+        if np.any(toward_edge):
+            value = np.asarray(site["value"])
+            warnings.warn(
+                f"plug_and_play: latent site {name!r} ended at {value.ravel()[:3]}, beyond its "
+                "prior's 1 % tail, with its log-density still rising toward the edge of its "
+                "support. A joint point estimate of a state and its own noise scale "
+                "degenerates: once the state fits the data, shrinking the scale makes the "
+                "likelihood grow without bound. Fix the scale (pass it as data) or sample it "
+                "(AnnealedMCMC gives its posterior).",
+                stacklevel=3,
+            )
 
 
 @functools.lru_cache(maxsize=16)

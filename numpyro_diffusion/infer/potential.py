@@ -9,11 +9,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from jax import Array
 from jax.flatten_util import ravel_pytree
 from numpyro import handlers
+from numpyro.distributions import constraints
 from numpyro.infer.initialization import init_to_uniform
-from numpyro.infer.util import find_valid_initial_params, initialize_model
+from numpyro.infer.util import find_valid_initial_params, initialize_model, potential_energy
+from numpyro.primitives import Messenger
 
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer.move import LevelPotential
@@ -159,6 +162,8 @@ class PotentialFamily(NamedTuple):
     schedule: VPSchedule | None
     has_energy: bool
     site_names: tuple[str, ...]
+    other_grad_fn: Callable  # the gradient of every term but the diffusion sites
+    other_sites: tuple[str, ...]  # sites whose terms are not diffusion terms
 
     def at(self, args: tuple, kwargs: dict) -> LevelPotential:
         """The potential of the model with these arguments, as the move takes it."""
@@ -166,6 +171,7 @@ class PotentialFamily(NamedTuple):
             lambda z, t: self.potential_fn(z, t, args, kwargs),
             lambda z, t: self.grad_fn(z, t, args, kwargs),
             lambda z, t: self.diffusion_grad_fn(z, t, args, kwargs),
+            lambda z, t: self.other_grad_fn(z, t, args, kwargs),
             self.diffusion_mask,
             self.schedule,
             self.has_energy,
@@ -181,13 +187,14 @@ def initialize_potential(
     ``rng_key`` of shape ``(2,)`` gives one position ``(D,)``; a batch of keys
     ``(C, 2)`` gives ``(C, D)``.
     """
+    start = init_to_diffusion_noise()
     leveled = _leveled(model_fn)
     # one plain trace first, so that bad data and bad sites are named here rather than
     # ending in NumPyro's generic "Cannot find valid initial parameters"
     level0 = jnp.asarray(0, jnp.int32)
     with (
         handlers.trace() as trace,
-        handlers.substitute(substitute_fn=init_to_diffusion_noise()),
+        handlers.substitute(substitute_fn=start),
         handlers.seed(rng_seed=0),
     ):
         leveled(level0, *model_args, **model_kwargs)
@@ -196,7 +203,7 @@ def initialize_potential(
         info = initialize_model(
             rng_key,
             leveled,
-            init_strategy=init_to_diffusion_noise(),
+            init_strategy=start,
             dynamic_args=True,
             model_args=(jnp.asarray(0, jnp.int32), *model_args),
             model_kwargs=model_kwargs,
@@ -259,12 +266,25 @@ def initialize_potential(
         with gradient_only():
             return -jax.grad(diffusion_log_density)(z, t, args, kwargs)
 
+    def other_potential(z, t, args, kwargs):
+        return potential_energy(without_diffusion(leveled), (t, *args), kwargs, unravel(z))
+
+    def other_grad_fn(z, t, args=model_args, kwargs=model_kwargs):
+        return jax.grad(other_potential)(z, t, args, kwargs)
+
+    diffusion_names = set(diffusion_sites(trace))
+    other_sites = tuple(
+        name
+        for name, site in trace.items()
+        if site["type"] == "sample" and name not in diffusion_names
+    )
+
     def init_fn(keys, args=model_args, kwargs=model_kwargs):
         with gradient_only():
             (params, _, _), _ = find_valid_initial_params(
                 keys,
                 leveled,
-                init_strategy=init_to_diffusion_noise(),
+                init_strategy=start,
                 model_args=(jnp.asarray(0, jnp.int32), *args),
                 model_kwargs=kwargs,
                 prototype_params=prototype,
@@ -282,8 +302,21 @@ def initialize_potential(
         schedule,
         has_energy,
         tuple(latent),
+        other_grad_fn,
+        other_sites,
     )
     return family, init
+
+
+class without_diffusion(Messenger):
+    """Gives diffusion sites a zero log-density (their network is never evaluated)."""
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and diffusion_sites({msg["name"]: msg}):
+            fn = msg["fn"]
+            msg["fn"] = dist.ImproperUniform(
+                constraints.real, tuple(fn.batch_shape), tuple(fn.event_shape)
+            )
 
 
 def annealed_potential(

@@ -123,6 +123,7 @@ def train_classifier(
 
 
 def save_classifier(path: str | os.PathLike, network: DigitClassifier, params: dict) -> None:
+    """Write a classifier (its sizes and parameters) as a checkpoint archive."""
     write_archive(
         path,
         CLASSIFIER_FORMAT,
@@ -132,6 +133,7 @@ def save_classifier(path: str | os.PathLike, network: DigitClassifier, params: d
 
 
 def load_classifier(path: str | os.PathLike) -> tuple[DigitClassifier, dict]:
+    """Read :func:`save_classifier`'s file: the network and its parameters."""
     meta, params = read_archive(path, CLASSIFIER_FORMAT)
     return DigitClassifier(meta["hidden"], meta["feature_dim"]), params
 

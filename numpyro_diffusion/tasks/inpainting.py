@@ -52,10 +52,14 @@ def inpainting_model(
     prior: Diffusion,
     observed: ArrayLike,
     mask: ArrayLike,
-    noise_std: float = 0.05,
+    noise_std: float | None = 0.05,
     cond: Any = None,
 ) -> Array:
     """``x ~ prior``; ``y = x + noise_std * N(0, I)`` observed where ``mask`` is true.
+
+    ``noise_std=None`` makes the noise scale a latent site ``"noise_std" ~
+    HalfNormal(1)``, shared by the batch (denoising with an unknown noise level when
+    the mask is all true).
 
     ``observed`` has shape ``event_shape``, or ``(*batch, *event_shape)`` for
     independent images under a plate (useful for ``plug_and_play``; for annealed MCMC
@@ -67,6 +71,8 @@ def inpainting_model(
     mask = jnp.broadcast_to(jnp.asarray(mask, bool), jnp.shape(observed))
     # unobserved entries must be finite: a NaN times the zero gradient of the mask is NaN
     observed = jnp.where(mask, jnp.asarray(observed, jnp.float32), 0.0)
+    if noise_std is None:
+        noise_std = numpyro.sample("noise_std", dist.HalfNormal(1.0))
     with numpyro.plate_stack("images", list(batch_shape)):
         x = diffusion_prior("x", prior, cond=cond)
         likelihood = dist.Normal(x, noise_std).mask(mask).to_event(len(prior.event_shape))

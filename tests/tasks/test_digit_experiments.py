@@ -164,3 +164,25 @@ def test_small_helpers():
         dx.diversity(images[:1])
     mask = dx.lower_half_mask()
     assert mask[:4].all() and not mask[4:].any()
+
+
+def test_denoising_with_an_unknown_noise_level_covers_the_true_level(models, held):
+    """A latent noise scale (true 0.3) next to a U-Net prior: the preconditioned walk
+    moves it at its own scale, and its 90 % interval holds the truth."""
+    from numpyro_diffusion.tasks.inpainting import inpainting_model
+
+    image = held.images[0]
+    noisy = image + 0.3 * np.random.default_rng(0).standard_normal(image.shape)
+    sampler = AnnealedMCMC(
+        inpainting_model, "hmc", num_chains=128, steps_per_level=6, levels=50, progress_bar=False
+    )
+    sampler.run(
+        jax.random.PRNGKey(0),
+        models.energy,
+        jnp.asarray(noisy, jnp.float32),
+        np.ones(image.shape, bool),
+        noise_std=None,
+    )
+    low, high = np.quantile(np.asarray(sampler.get_samples()["noise_std"]), [0.05, 0.95])
+    assert low < 0.3 < high, (low, high)
+    assert sampler.num_divergent < 0.01 * 128 * 50 * 3
