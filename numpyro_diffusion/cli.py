@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compose two trained 2D energy models (a ring of Gaussians times a bar) "
         "as a NumPyro program, sample the product by reverse diffusion with summed scores "
         "and by annealed MCMC, print a table (log-likelihood under the true density, "
-        "acceptance, R-hat, ESS, divergences) and write a PNG of both sample clouds.",
+        "acceptance, divergences) and write a PNG of both sample clouds.",
     )
     demo.add_argument("--chains", type=_positive, default=1000, help="chains (default 1000)")
     demo.add_argument(

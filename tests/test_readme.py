@@ -27,8 +27,8 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
             exec(compile(block, f"README block {i + 1}", "exec"), namespace)
         if i == 0:  # the Quickstart: a latent noise scale, preconditioned HMC
             sampler = namespace["sampler"]
-            assert sampler.num_divergent <= 10
-            assert not [w for w in caught if "divergent" in str(w.message)]
+            assert sampler.num_divergent <= 10  # a handful, each rejected and reported
+            assert not [w for w in caught if "ignored" in str(w.message)]
             assert "sigma" in capsys.readouterr().out  # print_summary printed the sites
             sigma = namespace["sampler"].get_samples()["sigma"]
             assert 0.1 < float(sigma.mean()) < 0.6
