@@ -7,3 +7,25 @@ flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Each test module's compiled programs go with it: a worker runs many modules, and
+    the samplers' shared caches would otherwise keep every U-Net walk in memory."""
+    yield
+    import importlib
+
+    import jax
+
+    from numpyro_diffusion.infer.annealed import clear_compiled_walks
+
+    clear_compiled_walks()
+    importlib.import_module("numpyro_diffusion.infer.plug_and_play")._CACHE.clear()
+    jax.clear_caches()
+    gc.collect()
