@@ -10,6 +10,7 @@ module, the schedule, the event shape, the parameterization) is static.
 from __future__ import annotations
 
 import abc
+from functools import partial
 from typing import Any, ClassVar
 
 import jax
@@ -107,20 +108,9 @@ class Diffusion(abc.ABC):
             )
         cond = self.check_cond(cond)
         steps = jnp.asarray(self.schedule.walk_steps(levels, None if t is None else int(t)))
-        init_key, walk_key = jax.random.split(rng_key)
-        x = jax.random.normal(init_key, (num_samples, *self.event_shape))
-        batched_eps = jax.vmap(self.eps, in_axes=(0, None, None))
-
-        def body(x, i_step):
-            i, (s, t_next) = i_step
-            noise = jax.random.normal(jax.random.fold_in(walk_key, i), x.shape)
-            x_next = self.schedule.ddpm_step(x, batched_eps(x, s, cond), s, t_next, noise)
-            return jnp.where(s > t_next, x_next, x), None
-
-        x, _ = progress_scan(
-            body, x, steps, length=len(steps), label="reverse diffusion", enabled=progress_bar
-        )
-        return x
+        # one compiled walk per model structure, cond structure and walk length: the
+        # model's arrays are arguments, so a loop over classes or models compiles once
+        return _ancestral_walk(self, rng_key, steps, cond, int(num_samples), bool(progress_bar))
 
     def check_event(self, x: ArrayLike) -> None:
         """Raise ``ValueError`` unless ``x`` has shape ``event_shape``."""
@@ -178,3 +168,23 @@ def shared_schedule(models: Any, what: str = "the model") -> VPSchedule | None:
                 f"{m.schedule!r}); every diffusion model must share one schedule."
             )
     return first
+
+
+@partial(jax.jit, static_argnums=(4, 5))
+def _ancestral_walk(
+    model: Diffusion, rng_key: Array, steps: Array, cond: Any, num_samples: int, progress: bool
+) -> Array:
+    init_key, walk_key = jax.random.split(rng_key)
+    x = jax.random.normal(init_key, (num_samples, *model.event_shape))
+    batched_eps = jax.vmap(model.eps, in_axes=(0, None, None))
+
+    def body(x, i_step):
+        i, (s, t_next) = i_step
+        noise = jax.random.normal(jax.random.fold_in(walk_key, i), x.shape)
+        x_next = model.schedule.ddpm_step(x, batched_eps(x, s, cond), s, t_next, noise)
+        return jnp.where(s > t_next, x_next, x), None
+
+    x, _ = progress_scan(
+        body, x, steps, length=len(steps), label="reverse diffusion", enabled=progress
+    )
+    return x
