@@ -186,14 +186,13 @@ def plug_and_play(
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
     params, losses = run(rng_key, levels, weights, split.dynamic)
-    _warn_at_support_edge(model_fn, args, model_kwargs, params, losses)
+    _warn_at_support_edge(model_fn, args, model_kwargs, params)
     return PlugAndPlayResult(params, losses, levels)
 
 
-def _warn_at_support_edge(model_fn, args, kwargs, params, losses, num_prior_draws=2000):
+def _warn_at_support_edge(model_fn, args, kwargs, params, num_prior_draws=2000):
     """Warn when a bounded non-diffusion latent ends beyond its prior's 1 % tail with its
     log-density still rising toward the edge of its support (no interior optimum)."""
-    del losses
     with (
         handlers.block(),
         handlers.trace() as trace,
