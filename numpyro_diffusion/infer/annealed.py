@@ -20,10 +20,10 @@ from numpyro_diffusion.infer.arguments import split_arguments
 from numpyro_diffusion.infer.kernels import KERNELS, LevelKernel, get_kernel
 from numpyro_diffusion.infer.move import (
     CHAIN_AXIS,
-    PREDICTORS,
     LevelParams,
     MoveSettings,
     build_move,
+    check_predictor,
 )
 from numpyro_diffusion.infer.potential import (
     PotentialFamily,
@@ -272,10 +272,7 @@ class AnnealedMCMC:
         _check_int("steps_per_level", self.steps_per_level, 0)
         _check_int("num_samples", self.num_samples, 1)
         _check_int("num_integration_steps", self.num_integration_steps, 1)
-        if self.predictor not in PREDICTORS:
-            raise ValueError(
-                f"unknown predictor {self.predictor!r}; expected 'ddpm', 'guided' or None."
-            )
+        check_predictor(self.predictor)
         if self.chain_method not in CHAIN_METHODS:
             raise ValueError(
                 f"unknown chain_method {self.chain_method!r}; expected one of "

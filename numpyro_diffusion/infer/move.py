@@ -201,12 +201,15 @@ def chain_preconditioner(position: Array, gradient: Array, axis_name: str) -> Ar
     return jnp.exp(n / (n + PRIOR_CHAINS) * log_m)
 
 
+def check_predictor(predictor: str | None) -> None:
+    """Raise ``ValueError`` unless ``predictor`` is ``"ddpm"``, ``"guided"`` or ``None``."""
+    if predictor not in PREDICTORS:
+        raise ValueError(f"unknown predictor {predictor!r}; expected 'ddpm', 'guided' or None.")
+
+
 def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSettings) -> Move:
     """The per-level move of ``kernel`` on ``potential`` (one chain)."""
-    if settings.predictor not in PREDICTORS:
-        raise ValueError(
-            f"unknown predictor {settings.predictor!r}; expected 'ddpm', 'guided' or None."
-        )
+    check_predictor(settings.predictor)
     if settings.start_rule not in START_RULES:
         raise ValueError(
             f"unknown start_rule {settings.start_rule!r}; expected one of {START_RULES}."
