@@ -4,7 +4,13 @@ from numpyro_diffusion.analytic import GaussianMixtureDiffusion
 from numpyro_diffusion.checkpoint import load, save
 from numpyro_diffusion.compose import classifier_guided, guided, mixture, negation, product
 from numpyro_diffusion.errors import CheckpointError, EnergyUnavailableError
-from numpyro_diffusion.infer import AnnealedMCMC, annealed_potential, plug_and_play
+from numpyro_diffusion.infer import (
+    AnnealedMCMC,
+    AnnealedSMC,
+    annealed_potential,
+    log_marginal_likelihood,
+    plug_and_play,
+)
 from numpyro_diffusion.interface import Diffusion
 from numpyro_diffusion.models import DiffusionModel
 from numpyro_diffusion.networks import EnergyNetwork, ResidualMLP, UNet
@@ -21,6 +27,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnealedMCMC",
+    "AnnealedSMC",
     "CheckpointError",
     "Diffusion",
     "DiffusionModel",
@@ -37,6 +44,7 @@ __all__ = [
     "diffusion_prior",
     "guided",
     "load",
+    "log_marginal_likelihood",
     "mixture",
     "negation",
     "noise_level",

@@ -16,8 +16,6 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from numpyro_diffusion.infer.annealed import LevelStats
-
 __all__ = [
     "to_arviz",
     "plot_level_stats",
@@ -73,7 +71,7 @@ def to_arviz(
     levels = sampler.level_stats
     level_coord = {"level": np.asarray(levels.level)}
     level_data = xr.Dataset(
-        {name: ("level", np.asarray(getattr(levels, name))) for name in LevelStats._fields[1:]},
+        {name: ("level", np.asarray(getattr(levels, name))) for name in type(levels)._fields[1:]},
         coords=level_coord,
     )
     idata.add_groups(level_stats=level_data)

@@ -8,16 +8,21 @@ class EnergyUnavailableError(RuntimeError):
 
     Score-only models (parameterizations ``eps``, ``x0``, ``v``, ``score``) still
     work with the unadjusted samplers (``"ula"``, ``"uhmc"``), with reverse
-    diffusion, and with product, negation and guidance compositions.
+    diffusion, with ``"mala"`` / ``"hmc"`` given ``energy="line_integral"``, and with
+    product, negation and guidance compositions.
     """
 
-    def __init__(self, what: str = "This model"):
+    def __init__(self, what: str = "This model", advice: str | None = None):
+        if advice is None:
+            advice = (
+                "Samplers that still work: 'ula' and 'uhmc' (unadjusted Langevin / "
+                "underdamped HMC), reverse diffusion (steps_per_level=0 with the "
+                "predictor), and 'mala' / 'hmc' with energy='line_integral' (energy "
+                "differences integrated from the score). Mixtures, annealed SMC and "
+                "log-density values need a model trained with parameterization='energy'."
+            )
         super().__init__(
-            f"{what} has no energy: its parameterization gives only a score (eps). "
-            "Samplers that still work: 'ula' and 'uhmc' (unadjusted Langevin / "
-            "underdamped HMC) and reverse diffusion (steps_per_level=0 with the "
-            "predictor). Metropolis-corrected kernels ('mala', 'hmc'), mixtures and "
-            "log-density values need a model trained with parameterization='energy'."
+            f"{what} has no energy: its parameterization gives only a score (eps). {advice}"
         )
 
 

@@ -15,22 +15,34 @@ def ring_mixture(schedule: VPSchedule, k: int = 8, radius: float = 1.0, std: flo
     return GaussianMixtureDiffusion(means, np.full((k, 2), std), schedule=schedule)
 
 
-def product_of_mixtures(a: GaussianMixtureDiffusion, b: GaussianMixtureDiffusion, t: int):
-    """The product of two diagonal Gaussian mixtures at level ``t``, in closed form.
-
-    Returns (log_weights (KaKb,), means (KaKb, D), variances (KaKb, D)), normalised.
-    """
+def _pair_moments(a: GaussianMixtureDiffusion, b: GaussianMixtureDiffusion, t: int):
+    """Component moments of both mixtures at ``t`` and the log of each pair's weighted
+    overlap ``w_i v_j N(m_i; n_j, S_i + R_j)``, ``(Ka, Kb)``."""
     ma, va = (np.asarray(v, np.float64) for v in a.component_moments(t))
     mb, vb = (np.asarray(v, np.float64) for v in b.component_moments(t))
     wa, wb = np.log(np.asarray(a.weights, np.float64)), np.log(np.asarray(b.weights, np.float64))
     s = va[:, None] + vb[None]
     d = ma[:, None] - mb[None]
     log_overlap = -0.5 * np.sum(d**2 / s + np.log(2 * np.pi * s), axis=-1)
-    log_w = (wa[:, None] + wb[None] + log_overlap).reshape(-1)
+    return ma, va, mb, vb, wa[:, None] + wb[None] + log_overlap
+
+
+def product_of_mixtures(a: GaussianMixtureDiffusion, b: GaussianMixtureDiffusion, t: int):
+    """The product of two diagonal Gaussian mixtures at level ``t``, in closed form.
+
+    Returns (log_weights (KaKb,), means (KaKb, D), variances (KaKb, D)), normalised.
+    """
+    ma, va, mb, vb, log_pair = _pair_moments(a, b, t)
+    log_w = log_pair.reshape(-1)
     log_w -= np.logaddexp.reduce(log_w)
     var = 1.0 / (1.0 / va[:, None] + 1.0 / vb[None])
     mean = var * (ma[:, None] / va[:, None] + mb[None] / vb[None])
     return log_w, mean.reshape(-1, ma.shape[1]), var.reshape(-1, ma.shape[1])
+
+
+def product_log_normaliser(a: GaussianMixtureDiffusion, b: GaussianMixtureDiffusion, t: int):
+    """``log integral p_a(x, t) p_b(x, t) dx = log sum_ij w_i v_j N(m_i; n_j, S_i + R_j)``."""
+    return float(np.logaddexp.reduce(_pair_moments(a, b, t)[-1].reshape(-1)))
 
 
 def mixture_assignments(x, log_w, means, var):

@@ -232,7 +232,8 @@ def test_print_summary_reports_levels_and_divergences(small_run, capsys):
     assert f"Number of divergences: {small_run.num_divergent}" in out
 
 
-def test_sharded_equals_vectorized():
+@pytest.mark.parametrize("precondition", [False, True])
+def test_sharded_equals_vectorized(precondition):
     assert jax.device_count() == 4
     runs = {}
     for method in ("vectorized", "sharded"):
@@ -244,11 +245,15 @@ def test_sharded_equals_vectorized():
             levels=10,
             chain_method=method,
             progress_bar=False,
+            precondition=precondition,
         )
         sampler.run(KEY)
         runs[method] = np.asarray(sampler.get_samples()["x"])
-    # the same per-chain keys and arithmetic; only XLA's fusion differs (float rounding)
-    np.testing.assert_allclose(runs["sharded"], runs["vectorized"], rtol=1e-4, atol=1e-4)
+    # The same per-chain keys and arithmetic; only XLA's fusion differs (float rounding).
+    # The pooled preconditioner also sums the chains in another order (per device, then
+    # across devices): last-bit differences in the mass that 120 leapfrog steps amplify.
+    tol = 1e-3 if precondition else 1e-5
+    np.testing.assert_allclose(runs["sharded"], runs["vectorized"], rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="divisible by the number of devices"):
         AnnealedMCMC(
             SINGLE,

@@ -70,7 +70,8 @@ def test_without_kernel_steps_the_move_is_one_ancestral_step():
     state = move.init(jax.random.PRNGKey(0), z, level(30, 30))
     key = jax.random.PRNGKey(3)
     new, info = move.step(key, state, level(20, 30))
-    k_pred = jax.random.split(key, 4)[0]
+    k_enter = jax.random.split(key)[0]  # step = mutate . enter
+    k_pred = jax.random.split(k_enter)[0]
     expected, log_q = ddpm_predictor(k_pred, z, 30, 20, G.eps(z, 30), S, jnp.ones(2, bool))
     np.testing.assert_allclose(new.position, expected, rtol=1e-5)
     np.testing.assert_allclose(info.predictor_log_prob, log_q, rtol=1e-5)

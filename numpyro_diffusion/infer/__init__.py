@@ -14,11 +14,13 @@ from numpyro_diffusion.infer.move import (
 )
 from numpyro_diffusion.infer.plug_and_play import PlugAndPlayResult, plug_and_play
 from numpyro_diffusion.infer.potential import AnnealedPotential, annealed_potential
+from numpyro_diffusion.infer.smc import AnnealedSMC, SMCLevelStats, log_marginal_likelihood
 
 __all__ = [
     "KERNELS",
     "AnnealedMCMC",
     "AnnealedPotential",
+    "AnnealedSMC",
     "DrawStats",
     "LevelKernel",
     "LevelParams",
@@ -29,11 +31,13 @@ __all__ = [
     "MoveSettings",
     "MoveState",
     "PlugAndPlayResult",
+    "SMCLevelStats",
     "WalkSettings",
     "annealed_potential",
     "build_move",
     "ddpm_predictor",
     "get_kernel",
+    "log_marginal_likelihood",
     "plug_and_play",
     "uhmc",
     "ula",

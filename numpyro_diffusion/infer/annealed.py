@@ -221,9 +221,9 @@ class AnnealedMCMC:
         self.keep_trajectory = keep_trajectory
         self.adapt_gamma = adapt_gamma
         self.precondition = precondition
-        settings = self.settings()  # refuse bad settings now, not at the first run
-        if isinstance(model, Diffusion) and self.kernel.needs_energy and not model.has_energy:
-            raise EnergyUnavailableError(f"The model given to the '{settings.kernel}' sampler")
+        self.settings()  # refuse bad settings now, not at the first run
+        if isinstance(model, Diffusion) and self._needs_energy() and not model.has_energy:
+            raise self._energy_error()
         self.num_traces = 0  # compilations this sampler's runs caused
         self._result: tuple | None = None
 
@@ -393,14 +393,13 @@ class AnnealedMCMC:
         split = split_arguments((*lead, *args), kwargs)
         cache_key = (model_fn, settings, split.key)
         compiled = _WALKS.get(cache_key)
-        init_key, walk_key = jax.random.split(rng_key)
-        init_keys = jax.random.split(init_key, self.num_chains)
+        keys = self._walk_keys(rng_key)
         if compiled is None:
             # Tracing the model happens once per model and argument structure; the
             # start-point search and the walk are one compiled program.
-            family, _ = initialize_potential(init_keys, model_fn, *split.rebuild(split.dynamic))
-            if self.kernel.needs_energy and not family.has_energy:
-                raise EnergyUnavailableError(f"The model given to the '{settings.kernel}' sampler")
+            family, _ = initialize_potential(keys[0], model_fn, *split.rebuild(split.dynamic))
+            if self._needs_energy() and not family.has_energy:
+                raise self._energy_error()
             if family.schedule is None:
                 raise ValueError(
                     "the model has no diffusion_prior or diffusion_factor site, so it has no "
@@ -425,11 +424,10 @@ class AnnealedMCMC:
                 stacklevel=2,
             )
         params = self.level_params(family.schedule)
-        chain_keys = jax.random.split(walk_key, self.num_chains)
         if settings.chain_method == "sharded":
-            init_keys, chain_keys = self._shard(init_keys, chain_keys)
+            keys = self._shard(*keys)
         traces = compiled.traces[0]
-        self._result = compiled.walk(init_keys, chain_keys, params, split.dynamic)
+        self._result = compiled.walk(*keys, params, split.dynamic)
         self.num_traces += compiled.traces[0] - traces
         self._unravel = family.unravel_fn
         self._settings = settings
@@ -441,6 +439,21 @@ class AnnealedMCMC:
                 f"divergence_threshold) were rejected. See print_summary() for the levels.",
                 stacklevel=2,
             )
+
+    def _needs_energy(self) -> bool:
+        return self.kernel.needs_energy
+
+    def _energy_error(self) -> EnergyUnavailableError:
+        return EnergyUnavailableError(f"The model given to the '{self.kernel.name}' sampler")
+
+    def _walk_keys(self, rng_key: Array) -> tuple[Array, Array]:
+        """The walk's keys: each chain's start key and walk key, ``(num_chains, 2)`` each
+        (the first is also the start-point search's while tracing)."""
+        init_key, walk_key = jax.random.split(rng_key)
+        return (
+            jax.random.split(init_key, self.num_chains),
+            jax.random.split(walk_key, self.num_chains),
+        )
 
     def _shard(self, *arrays: Array) -> tuple[Array, ...]:
         devices = np.array(jax.devices())
@@ -660,23 +673,34 @@ class AnnealedMCMC:
                     f"{label:>14} {v.mean():>10.4g} {v.std():>10.4g} {q[1]:>10.4g} "
                     f"{q[0]:>10.4g} {q[2]:>10.4g}"
                 )
-        C, S = self.num_chains, self._settings.num_samples
-        print(
-            f"({C} independent chains x {S} draws at t = 0; draws of one chain are "
-            "correlated, so at most about {C} are independent)".replace("{C}", str(C))
-        )
+        print(self._draws_note())
         stats = jax.tree.map(np.asarray, self.level_stats)
         L = stats.level.size
         rows = np.unique(np.round(np.linspace(0, L - 1, min(L, max_levels))).astype(int))
-        print(f"\nPer-level statistics ({self._settings.kernel}, {L} levels; {len(rows)} shown)")
-        print(f"{'level t':>8} {'step size':>11} {'accept':>8} {'diverg.':>8} {'mean U':>12}")
+        columns = self._level_columns(stats)
+        print(f"\nPer-level statistics ({self.last_kernel.name}, {L} levels; {len(rows)} shown)")
+        print(f"{'level t':>8}" + "".join(f" {header:>11}" for header, _, _ in columns))
         for r in rows:
-            print(
-                f"{int(stats.level[r]):>8} {stats.step_size[r]:>11.4g} "
-                f"{stats.acceptance_rate[r]:>8.3f} {int(stats.num_divergent[r]):>8} "
-                f"{stats.mean_potential[r]:>12.4g}"
-            )
+            cells = "".join(f" {format(values[r], fmt):>11}" for _, fmt, values in columns)
+            print(f"{int(stats.level[r]):>8}{cells}")
         print(f"\nNumber of divergences: {self.num_divergent}")
+
+    def _draws_note(self) -> str:
+        C, S = self.num_chains, self._settings.num_samples
+        return (
+            f"({C} independent chains x {S} draws at t = 0; draws of one chain are "
+            f"correlated, so at most about {C} are independent)"
+        )
+
+    @staticmethod
+    def _level_columns(stats: Any) -> list[tuple[str, str, np.ndarray]]:
+        """(header, format, values) of the per-level table's columns."""
+        return [
+            ("step size", ".4g", stats.step_size),
+            ("accept", ".3f", stats.acceptance_rate),
+            ("diverg.", "d", stats.num_divergent.astype(int)),
+            ("mean U", ".4g", stats.mean_potential),
+        ]
 
     def to_arviz(self, dims: dict | None = None, coords: dict | None = None):
         """The draws and statistics as ``arviz.InferenceData`` (see ``diagnostics.to_arviz``)."""

@@ -177,7 +177,9 @@ class LevelKernel(NamedTuple):
     the kernel moves coordinate ``i`` as it would move ``x_i / sqrt(m_i)`` with unit
     mass); ``position(state) -> (D,)``; ``gradient(state) -> (D,)``, the gradient of
     the log-density at the position; ``logdensity(state) -> ()`` for kernels whose
-    state carries the log-density (``None`` otherwise).
+    state carries the log-density (``None`` otherwise); ``remass(rng_key, state,
+    inverse_mass) -> state``, the state as ``init`` would give it under another mass
+    (momentum kernels redraw the momentum; no gradient is evaluated).
 
     Defaults: ``target_accept`` of step-size adaptation (``None``: no acceptance to
     adapt to); ``initial_step_size``, the first level's start of adaptation;
@@ -203,6 +205,7 @@ class LevelKernel(NamedTuple):
     position: Callable[[Any], Array] = lambda state: state.position
     gradient: Callable[[Any], Array] = lambda state: state.logdensity_grad
     logdensity: Callable[[Any], Array] | None = None
+    remass: Callable[[Array, Any, Array], Any] = lambda rng_key, state, inverse_mass: state
 
     @property
     def adaptable(self) -> bool:
@@ -394,6 +397,10 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
     def init(rng_key, position, target, inverse_mass):
         return uhmc.init(rng_key, position, target.logdensity_grad_fn, inverse_mass)
 
+    def remass(rng_key, state, inverse_mass):
+        momentum = jax.random.normal(rng_key, state.position.shape) / jnp.sqrt(inverse_mass)
+        return state._replace(momentum=momentum)
+
     def step(rng_key, state, target, step_size, inverse_mass):
         return _unadjusted(
             *kernel(rng_key, state, target.logdensity_grad_fn, step_size, inverse_mass)
@@ -409,6 +416,7 @@ def _uhmc_kernel(num_integration_steps: int = 3, damping: float = 0.5, **unused:
         sigma_rule=(0.1, 1),
         beta_rule=(0.1, True),
         num_integration_steps=num_integration_steps,
+        remass=remass,
     )
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "MoveState",
     "MoveInfo",
     "Move",
+    "Entry",
     "build_move",
     "ddpm_predictor",
     "chain_preconditioner",
@@ -89,6 +90,7 @@ class MoveSettings(NamedTuple):
     target_accept: float = 0.65
     adapt_gamma: float = 0.5
     precondition: bool = False  # a diagonal mass from all chains (vmap over CHAIN_AXIS)
+    weigh: bool = False  # importance weights even without kernel steps (costs U(z, t))
 
 
 class LevelParams(NamedTuple):
@@ -120,10 +122,23 @@ class MoveInfo(NamedTuple):
     log_weight: Array  # [] the level's incremental importance weight (NaN where unknown)
 
 
+class Entry(NamedTuple):
+    """What entering a level gives (see :func:`build_move`'s ``enter``)."""
+
+    log_weight: Array  # [] the incremental importance weight (0 at the first level)
+    predictor_log_prob: Array  # [] log q of the predictor's proposal (0 without one)
+    predictor_divergent: Array  # [] bool: the predictor's proposal was not finite
+
+
 class Move(NamedTuple):
+    """``step = mutate . enter``; a sequential Monte Carlo sampler weighs and resamples
+    between the two."""
+
     init: Callable[[Array, Array, LevelParams], MoveState]
     step: Callable[[Array, MoveState, LevelParams], tuple[MoveState, MoveInfo]]
     draw: Callable[[Array, MoveState, LevelParams], tuple[MoveState, Any]]
+    enter: Callable[[Array, MoveState, LevelParams], tuple[MoveState, Entry]]
+    mutate: Callable[[Array, MoveState, LevelParams], tuple[MoveState, MoveInfo]]
 
 
 def ddpm_predictor(
@@ -290,42 +305,58 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             size = jax.lax.cond(first, search, lambda s: s, size)
         return size
 
-    def step(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
-        k_pred, k_init, k_steps, k_search = jax.random.split(rng_key, 4)
+    def enter(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, Entry]:
+        """Enter level ``t``: the predictor step, the kernel state at the new target
+        (unit mass), and the level's incremental importance weight."""
+        k_pred, k_init = jax.random.split(rng_key)
         z, log_q, predictor_divergent = state.position, jnp.zeros(()), jnp.zeros((), bool)
         log_back = jnp.zeros(())
         if settings.predictor is not None:
             z, log_q, predictor_divergent, log_back = predict(k_pred, z, level)
+        if K == 0 and not settings.weigh:  # reverse diffusion: no kernel, no weight
+            entry = Entry(jnp.full((), jnp.nan), log_q, predictor_divergent)
+            return state._replace(position=z, potential=jnp.full((), jnp.nan)), entry
         target = potential.target(level.t)
+        inverse_mass = jnp.broadcast_to(level.inverse_mass, z.shape)
+        kstate = kernel.init(k_init, z, target, inverse_mass)
+        # Sequential importance weight of the level (Del Moral et al.'s SMC sampler with
+        # the forward noising as backward kernel; annealed importance sampling without
+        # a predictor): U_prev(z_old) - U_t(z) + log L(z_old | z) - log q(z | z_old).
+        # The kernel steps that follow leave U_t invariant and add nothing.
+        if kernel.logdensity is not None:
+            u_start = -kernel.logdensity(kstate)
+        elif potential.has_energy and settings.weigh:
+            u_start = potential.potential_fn(z, level.t)
+        else:
+            u_start = jnp.full((), jnp.nan)
+        first = level.t == level.t_prev
+        log_weight = jnp.where(first, 0.0, state.potential - u_start + log_back - log_q)
+        entered = MoveState(z, state.step_size, kstate, inverse_mass, u_start)
+        return entered, Entry(log_weight, log_q, predictor_divergent)
+
+    def mutate(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
+        """The kernel steps at level ``t`` from a state :func:`enter` returned (its
+        kernel state at unit mass): preconditioning, adaptation, sampling steps."""
         if K == 0:
             info = MoveInfo(
                 level.step_size,
                 jnp.nan,
-                predictor_divergent.astype(jnp.int32),
-                jnp.nan,
-                log_q,
+                jnp.zeros((), jnp.int32),
+                state.potential,
+                jnp.zeros(()),
                 jnp.nan,
                 jnp.zeros((), bool),
                 jnp.nan,
                 jnp.full((), jnp.nan),
             )
-            return state._replace(position=z, potential=jnp.full((), jnp.nan)), info
-        inverse_mass = jnp.broadcast_to(level.inverse_mass, z.shape)
-        kstate = kernel.init(k_init, z, target, inverse_mass)
+            return state, info
+        k_steps, k_search, k_mass = jax.random.split(rng_key, 3)
+        z, kstate, inverse_mass = state.position, state.kernel_state, state.inverse_mass
+        target = potential.target(level.t)
         if settings.precondition:
             pooled = chain_preconditioner(z, kernel.gradient(kstate), CHAIN_AXIS)
             inverse_mass = inverse_mass * pooled
-            kstate = kernel.init(k_init, z, target, inverse_mass)  # same gradient (CSE)
-        # Sequential importance weight of the level (Del Moral et al.'s SMC sampler with
-        # the forward noising as backward kernel; annealed importance sampling without
-        # a predictor): U_prev(z_old) - U_t(z) + log L(z_old | z) - log q(z | z_old).
-        # The kernel steps leave U_t invariant and add nothing.
-        if kernel.logdensity is not None:
-            u_start = -kernel.logdensity(kstate)
-            first = level.t == level.t_prev
-            log_weight = jnp.where(first, 0.0, state.potential - u_start + log_back - log_q)
-        else:
-            log_weight = jnp.full((), jnp.nan)
+            kstate = kernel.remass(k_mass, kstate, inverse_mass)
         size = start_step_size(k_search, state, z, target, level, inverse_mass)
 
         def kernel_step(kstate, j, size):
@@ -371,17 +402,20 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         else:
             u = jnp.nan
         info = MoveInfo(
-            size,
-            accept,
-            num_divergent + predictor_divergent,
-            u,
-            log_q,
-            last[0],
-            last[1],
-            last[2],
-            log_weight,
+            size, accept, num_divergent, u, jnp.zeros(()), *last, jnp.full((), jnp.nan)
         )
         return MoveState(z, size, kstate, inverse_mass, u), info
+
+    def step(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
+        """:func:`enter` then :func:`mutate`: the whole move at one level."""
+        k_enter, k_mutate = jax.random.split(rng_key)
+        state, entry = enter(k_enter, state, level)
+        state, info = mutate(k_mutate, state, level)
+        return state, info._replace(
+            num_divergent=info.num_divergent + entry.predictor_divergent,
+            predictor_log_prob=entry.predictor_log_prob,
+            log_weight=entry.log_weight,
+        )
 
     def draw(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, Any]:
         """One more kernel step at the level (fixed step size): a further draw."""
@@ -394,4 +428,4 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         )
         return state._replace(position=kernel.position(kstate), kernel_state=kstate), info
 
-    return Move(init, step, draw)
+    return Move(init, step, draw, enter, mutate)
