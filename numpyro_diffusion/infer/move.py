@@ -401,9 +401,7 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             u = potential.potential_fn(z, level.t)
         else:
             u = jnp.nan
-        info = MoveInfo(
-            size, accept, num_divergent, u, jnp.zeros(()), *last, jnp.full((), jnp.nan)
-        )
+        info = MoveInfo(size, accept, num_divergent, u, jnp.zeros(()), *last, jnp.full((), jnp.nan))
         return MoveState(z, size, kstate, inverse_mass, u), info
 
     def step(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
