@@ -46,7 +46,7 @@ def to_arviz(
         "diverging": np.asarray(draws.diverging),
         "step_size": np.asarray(draws.step_size),
     }
-    if kernel.needs_energy:
+    if kernel.adaptable:  # a Metropolis kernel: its acceptance means something
         stats["acceptance_rate"] = np.asarray(draws.acceptance_rate)
     lp = np.asarray(draws.lp)
     if np.all(np.isfinite(lp)):

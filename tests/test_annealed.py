@@ -585,3 +585,38 @@ def test_guided_reverse_diffusion_lands_near_the_posterior(noise):
     if noise == 0.5:  # the components are apart: compare their weights
         nearest = np.argmin(((x[:, None] - means) ** 2).sum(-1), 1)
         assert total_variation(np.bincount(nearest, minlength=3) / len(x), weights) < 0.1
+
+
+MIXTURE = GaussianMixtureDiffusion(
+    [[-2.0, 0.0], [2.0, 1.0]], [[0.5, 0.5], [0.4, 0.8]], [0.3, 0.7], S
+)
+
+
+def mixture_moments(model):
+    means, variances = (np.asarray(v, np.float64) for v in model.component_moments(0))
+    w = np.asarray(model.weights, np.float64)
+    mean = w @ means
+    second = np.einsum("k,ki,kj->ij", w, means, means) + np.diag(w @ variances)
+    return mean, second - np.outer(mean, mean)
+
+
+@pytest.mark.parametrize("kernel", ["mala", "hmc"])
+def test_line_integral_corrects_a_score_only_model(kernel):
+    """The exact mixture seen only through its score, Metropolis-corrected by line
+    integrals: its exact moments, and the acceptance of the exact-energy kernel."""
+    runs = {}
+    for name, model, energy in (
+        ("exact", MIXTURE, None),
+        ("line", ScoreOnly(MIXTURE), "line_integral"),
+    ):
+        sampler = AnnealedMCMC(model, kernel, 2048, 10, energy=energy, progress_bar=False)
+        sampler.run(jax.random.PRNGKey(5))
+        runs[name] = sampler
+    line = runs["line"]
+    assert_moments(line.get_samples()["x"], *mixture_moments(MIXTURE))
+    exact_accept = float(np.nanmean(runs["exact"].level_stats.acceptance_rate))
+    line_accept = float(np.nanmean(line.level_stats.acceptance_rate))
+    assert abs(line_accept - exact_accept) < 0.02
+    assert np.all(np.isnan(np.asarray(line.level_stats.mean_potential)))  # no energy used
+    with pytest.raises(EnergyUnavailableError, match="line_integral"):
+        AnnealedMCMC(ScoreOnly(MIXTURE), kernel, 16, 2)

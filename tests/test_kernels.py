@@ -79,3 +79,40 @@ def test_non_finite_proposals_are_rejected_and_counted(name):
 def test_unknown_kernel_lists_the_valid_ones():
     with pytest.raises(ValueError, match="valid kernels are hmc, mala, uhmc, ula"):
         get_kernel("nuts")
+
+
+@pytest.mark.parametrize("num_points", [2, 3, 4, 5])
+def test_line_integral_is_exact_for_polynomials_of_its_degree(num_points):
+    """Gauss-Lobatto on n points integrates degree 2n - 3 exactly: log p of degree 2n - 2."""
+    from numpyro_diffusion.infer.kernels import line_integral
+
+    degree = 2 * num_points - 2
+    coef = np.linspace(0.3, -0.2, 2)
+
+    def log_p(x):
+        return coef[0] * jnp.sum(x**degree) + coef[1] * jnp.sum(x) ** 2
+
+    grad_fn = jax.grad(log_p)
+    x0, x1 = jnp.array([0.3, -0.4], jnp.float32), jnp.array([-0.5, 0.9], jnp.float32)
+    value = line_integral(grad_fn, x0, x1, grad_fn(x0), grad_fn(x1), num_points)
+    np.testing.assert_allclose(value, log_p(x1) - log_p(x0), rtol=1e-5, atol=1e-6)
+    if num_points > 2:  # and not one degree more
+
+        def higher(x):
+            return jnp.sum(x ** (degree + 2))
+
+        g = jax.grad(higher)
+        off = line_integral(g, x0, x1, g(x0), g(x1), num_points)
+        assert abs(float(off) - float(higher(x1) - higher(x0))) > 1e-4
+
+
+def test_an_energy_option_is_checked():
+    with pytest.raises(ValueError, match="unadjusted"):
+        get_kernel("ula", energy="line_integral")
+    with pytest.raises(ValueError, match="unknown energy"):
+        get_kernel("mala", energy="trapezoid")
+    with pytest.raises(ValueError, match="line_integral_points"):
+        get_kernel("hmc", energy="line_integral", line_integral_points=1)
+    kernel = get_kernel("hmc", energy="line_integral", num_integration_steps=3)
+    assert not kernel.needs_energy and kernel.logdensity is None
+    assert kernel.gradient_evaluations == 9  # 3 leapfrog steps x 3 gradients (4 points)

@@ -176,6 +176,15 @@ class AnnealedMCMC:
         move at their own scale. ``None`` (default): on unless step sizes are given in
         absolute units (a number, an array, or ``"beta"``); ``True`` with a number
         makes it a step in the coordinates' units.
+    energy
+        ``None``: Metropolis kernels evaluate the model's energy. ``"line_integral"``
+        (``"mala"`` and ``"hmc"``): they integrate each proposal's energy change from
+        the score along the move instead (Sjoberg et al.), so they correct
+        score-only models (eps, x0, v, score) too; never chosen silently.
+    line_integral_points
+        Gauss-Lobatto points of that integral, ends included (MALA: per proposal,
+        default 3, Simpson's rule; HMC: per leapfrog step, default 4). The ends'
+        gradients come free; each point inside costs one gradient.
     keep_trajectory
         Keep every chain's position at the end of every level (``(L, C, D)``
         floats) for :meth:`get_trajectory` and the sample-cloud plots.
@@ -202,6 +211,8 @@ class AnnealedMCMC:
         keep_trajectory: bool = False,
         adapt_gamma: float = 0.5,
         precondition: bool | None = None,
+        energy: str | None = None,
+        line_integral_points: int | None = None,
     ):
         self.model = model
         self.kernel = kernel
@@ -221,6 +232,8 @@ class AnnealedMCMC:
         self.keep_trajectory = keep_trajectory
         self.adapt_gamma = adapt_gamma
         self.precondition = precondition
+        self.energy = energy
+        self.line_integral_points = line_integral_points
         self.settings()  # refuse bad settings now, not at the first run
         if isinstance(model, Diffusion) and self._needs_energy() and not model.has_energy:
             raise self._energy_error()
@@ -249,6 +262,8 @@ class AnnealedMCMC:
             "num_integration_steps": self.num_integration_steps,
             "damping": self.damping,
             "divergence_threshold": self.divergence_threshold,
+            "energy": self.energy,
+            "line_integral_points": self.line_integral_points,
         }
 
     @property

@@ -13,6 +13,7 @@ non-finite position, density or gradient is rejected and reported as divergent.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from blackjax.mcmc import diffusions, proposal
+from blackjax.mcmc.hmc import HMCState
 from blackjax.mcmc.mala import MALAState
 from jax import Array
 
@@ -179,7 +181,9 @@ class LevelKernel(NamedTuple):
     the log-density at the position; ``logdensity(state) -> ()`` for kernels whose
     state carries the log-density (``None`` otherwise); ``remass(rng_key, state,
     inverse_mass) -> state``, the state as ``init`` would give it under another mass
-    (momentum kernels redraw the momentum; no gradient is evaluated).
+    (momentum kernels redraw the momentum; no gradient is evaluated);
+    ``gradient_evaluations``, the model gradients one transition costs (for equal
+    budgets across kernels).
 
     Defaults: ``target_accept`` of step-size adaptation (``None``: no acceptance to
     adapt to); ``initial_step_size``, the first level's start of adaptation;
@@ -206,6 +210,7 @@ class LevelKernel(NamedTuple):
     gradient: Callable[[Any], Array] = lambda state: state.logdensity_grad
     logdensity: Callable[[Any], Array] | None = None
     remass: Callable[[Array, Any, Array], Any] = lambda rng_key, state, inverse_mass: state
+    gradient_evaluations: int = 1  # network gradients per transition
 
     @property
     def adaptable(self) -> bool:
@@ -260,21 +265,94 @@ def _guard(old, new, info_accept, info_divergent, energy=jnp.nan):
     return state, StepInfo(accept, divergent, jnp.asarray(energy, jnp.float32))
 
 
-def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKernel:
+ENERGIES = (None, "line_integral")
+
+
+def line_integral(
+    grad_fn: Callable[[Array], Array],
+    x0: Array,
+    x1: Array,
+    g0: Array,
+    g1: Array,
+    num_points: int,
+) -> Array:
+    """``log p(x1) - log p(x0)`` from the gradient ``g = grad log p`` alone: the
+    integral of ``g(x0 + s (x1 - x0)) . (x1 - x0)`` over ``s`` in ``[0, 1]``.
+
+    Gauss-Lobatto quadrature on ``num_points`` points including the ends, whose
+    gradients ``g0`` and ``g1`` are given: 2 is the trapezoid rule (exact for a
+    Gaussian, no new gradient), 3 Simpson's; ``n`` points are exact for polynomial
+    log-densities of degree ``2n - 2``.
+    """
+    d = x1 - x0
+    ends = jnp.stack([jnp.vdot(g0, d), jnp.vdot(g1, d)])
+    nodes, weights = _lobatto(num_points)
+    if num_points == 2:
+        return 0.5 * jnp.sum(ends)
+    inner = jax.vmap(lambda si: jnp.vdot(grad_fn(x0 + si * d), d))(jnp.asarray(nodes[1:-1]))
+    values = jnp.concatenate([ends[:1], inner, ends[1:]])
+    return jnp.sum(jnp.asarray(weights, values.dtype) * values)
+
+
+@functools.cache
+def _lobatto(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Lobatto nodes and weights on ``[0, 1]`` (``n >= 2``, ends included)."""
+    legendre = np.polynomial.legendre.Legendre.basis(n - 1)
+    inner = np.sort(legendre.deriv().roots().real) if n > 2 else np.zeros(0)
+    x = np.concatenate([[-1.0], inner, [1.0]])
+    w = 2.0 / (n * (n - 1) * legendre(x) ** 2)
+    return (x + 1.0) / 2.0, w / 2.0
+
+
+def _check_energy(energy: str | None, line_integral_points: int | None) -> int | None:
+    """The number of line-integral points for ``energy="line_integral"`` (else None)."""
+    if energy not in ENERGIES:
+        raise ValueError(f"unknown energy {energy!r}; expected None or 'line_integral'.")
+    if energy is None:
+        return None
+    points = 3 if line_integral_points is None else line_integral_points
+    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
+        raise ValueError(f"line_integral_points must be an integer >= 2, got {points!r}.")
+    return int(points)
+
+
+def _mala_kernel(
+    divergence_threshold: float = 1000.0,
+    energy: str | None = None,
+    line_integral_points: int | None = None,
+    **unused: Any,
+) -> LevelKernel:
     """BlackJAX's MALA pieces (Langevin integrator, asymmetric acceptance ratio,
     binomial sampling) with the log acceptance ratio kept: ``-log_ratio`` is the
-    energy error, a divergence above ``divergence_threshold`` as for HMC."""
+    energy error, a divergence above ``divergence_threshold`` as for HMC.
+
+    With ``energy="line_integral"`` the model's energy is never evaluated: the
+    state's log-density is relative (0 where a level starts), and each proposal's
+    is the current one plus the :func:`line_integral` of the gradient.
+    """
     del unused
+    points = _check_energy(energy, line_integral_points)
     acceptance_ratio = proposal.compute_asymmetric_acceptance_ratio(_mala_transition_energy)
 
     def init(rng_key, position, target, inverse_mass):
         del rng_key, inverse_mass
+        if points is not None:
+            return MALAState(position, jnp.zeros(()), target.logdensity_grad_fn(position))
         return blackjax.mala.init(position, target.logdensity_fn)
 
-    def standard_step(rng_key, state, logdensity_fn, step_size):
+    def integrate(rng_key, state, logdensity_fn, grad_fn, step_size):
+        if points is None:
+            integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
+            return MALAState(*integrator(rng_key, state, step_size))
+        noise = jax.random.normal(rng_key, state.position.shape)
+        x = state.position + step_size * state.logdensity_grad + jnp.sqrt(2 * step_size) * noise
+        g = grad_fn(x)
+        change = line_integral(grad_fn, state.position, x, state.logdensity_grad, g, points)
+        return MALAState(x, state.logdensity + change, g)
+
+    def standard_step(rng_key, state, logdensity_fn, grad_fn, step_size):
         key_integrator, key_accept = jax.random.split(rng_key)
-        integrator = diffusions.overdamped_langevin(jax.value_and_grad(logdensity_fn))
-        new = MALAState(*integrator(key_integrator, state, step_size))
+        new = integrate(key_integrator, state, logdensity_fn, grad_fn, step_size)
         log_ratio = acceptance_ratio(state, new, step_size=step_size)
         accepted, (do_accept, p_accept, _) = proposal.static_binomial_sampling(
             key_accept, log_ratio, state, new
@@ -289,7 +367,11 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
             state.position / scale, state.logdensity, state.logdensity_grad * scale
         )
         accepted, do_accept, p_accept, divergent = standard_step(
-            rng_key, standard, lambda y: target.logdensity_fn(y * scale), step_size
+            rng_key,
+            standard,
+            lambda y: target.logdensity_fn(y * scale),
+            lambda y: target.logdensity_grad_fn(y * scale) * scale,
+            step_size,
         )
         moved = MALAState(
             accepted.position * scale, accepted.logdensity, accepted.logdensity_grad / scale
@@ -299,7 +381,7 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
 
     return LevelKernel(
         "mala",
-        True,
+        points is None,
         init,
         step,
         target_accept=0.57,
@@ -307,7 +389,8 @@ def _mala_kernel(divergence_threshold: float = 1000.0, **unused: Any) -> LevelKe
         sigma_rule=(0.05, 2),
         beta_rule=(0.035, False),
         standard_step_size=0.5,
-        logdensity=_logdensity,
+        logdensity=_logdensity if points is None else None,
+        gradient_evaluations=1 if points is None else points - 1,
     )
 
 
@@ -318,17 +401,42 @@ def _mala_transition_energy(state, new_state, step_size):
 
 
 def _hmc_kernel(
-    divergence_threshold: float = 1000.0, num_integration_steps: int = 3, **unused: Any
+    divergence_threshold: float = 1000.0,
+    num_integration_steps: int = 3,
+    energy: str | None = None,
+    line_integral_points: int | None = None,
+    **unused: Any,
 ) -> LevelKernel:
+    """BlackJAX's HMC; with ``energy="line_integral"`` the same leapfrog and
+    Metropolis test with the energy change integrated from the gradients along the
+    leapfrog path: ``line_integral_points`` per leapfrog step (default 4), whose ends
+    are the gradients the leapfrog computes anyway (2 points, the trapezoid, is exact
+    only for a Gaussian; on long steps between modes it biases the mode weights)."""
     del unused
+    if energy is not None and line_integral_points is None:
+        line_integral_points = 4
+    points = _check_energy(energy, line_integral_points)
     kernel = blackjax.hmc.build_kernel(divergence_threshold=divergence_threshold)
 
     def init(rng_key, position, target, inverse_mass):
         del rng_key, inverse_mass
+        if points is not None:
+            return HMCState(position, jnp.zeros(()), target.logdensity_grad_fn(position))
         return blackjax.hmc.init(position, target.logdensity_fn)
 
     def step(rng_key, state, target, step_size, inverse_mass):
         inverse_mass_matrix = jnp.broadcast_to(inverse_mass, state.position.shape)
+        if points is not None:
+            return _line_integral_hmc_step(
+                rng_key,
+                state,
+                target.logdensity_grad_fn,
+                step_size,
+                inverse_mass_matrix,
+                num_integration_steps,
+                points,
+                divergence_threshold,
+            )
         new, info = kernel(
             rng_key,
             state,
@@ -344,7 +452,7 @@ def _hmc_kernel(
 
     return LevelKernel(
         "hmc",
-        True,
+        points is None,
         init,
         step,
         # A few adaptation steps per chain leave some chains' steps too large where
@@ -355,8 +463,39 @@ def _hmc_kernel(
         beta_rule=(0.1, True),
         num_integration_steps=num_integration_steps,
         standard_step_size=0.3,
-        logdensity=_logdensity,
+        logdensity=_logdensity if points is None else None,
+        gradient_evaluations=num_integration_steps * (1 if points is None else points - 1),
     )
+
+
+def _line_integral_hmc_step(
+    rng_key, state, grad_fn, step_size, inverse_mass, num_steps, points, divergence_threshold
+):
+    """One HMC transition whose energy change is integrated along the leapfrog path."""
+    k_momentum, k_accept = jax.random.split(rng_key)
+    p0 = jax.random.normal(k_momentum, state.position.shape) / jnp.sqrt(inverse_mass)
+
+    def leapfrog(carry, _):
+        x, p, g, change = carry
+        p = p + 0.5 * step_size * g
+        x_new = x + step_size * inverse_mass * p
+        g_new = grad_fn(x_new)
+        change = change + line_integral(grad_fn, x, x_new, g, g_new, points)
+        return (x_new, p + 0.5 * step_size * g_new, g_new, change), None
+
+    (x, p, g, change), _ = jax.lax.scan(
+        leapfrog, (state.position, p0, state.logdensity_grad, jnp.zeros(())), None, num_steps
+    )
+    kinetic0 = 0.5 * jnp.sum(inverse_mass * p0**2)
+    kinetic1 = 0.5 * jnp.sum(inverse_mass * p**2)
+    energy_error = kinetic1 - kinetic0 - change
+    divergent = ~(energy_error <= divergence_threshold)  # NaN counts
+    p_accept = jnp.where(divergent, 0.0, jnp.minimum(1.0, jnp.exp(-energy_error)))
+    accept = jax.random.uniform(k_accept) < p_accept
+    proposed = HMCState(x, state.logdensity + change, g)
+    new = jax.tree.map(lambda a, b: jnp.where(accept, a, b), proposed, state)
+    energy = jnp.where(accept, -proposed.logdensity + kinetic1, -state.logdensity + kinetic0)
+    return _guard(state, new, p_accept, divergent, energy)
 
 
 def _unadjusted(state: Any, info: Any) -> tuple[Any, StepInfo]:
@@ -432,10 +571,18 @@ def get_kernel(name: str, **options: Any) -> LevelKernel:
     """The :class:`LevelKernel` called ``name`` (``"ula"``, ``"uhmc"``, ``"mala"``, ``"hmc"``).
 
     ``options``: ``divergence_threshold`` (MALA, HMC), ``num_integration_steps``
-    (HMC, U-HMC), ``damping`` (U-HMC); options a kernel does not use are ignored.
+    (HMC, U-HMC), ``damping`` (U-HMC), ``energy`` and ``line_integral_points`` (MALA,
+    HMC: ``energy="line_integral"`` for score-only models); options a kernel does not
+    use are ignored, except an ``energy`` for an unadjusted kernel, which has no use
+    for one.
     """
     if name not in KERNELS:
         raise ValueError(
             f"unknown kernel {name!r}; valid kernels are {', '.join(sorted(KERNELS))}."
+        )
+    if options.get("energy") is not None and name not in ("mala", "hmc"):
+        raise ValueError(
+            f"energy={options['energy']!r} applies to the Metropolis kernels 'mala' and "
+            f"'hmc'; '{name}' is unadjusted and works on score-only models as it is."
         )
     return KERNELS[name](**options)

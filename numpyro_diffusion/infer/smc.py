@@ -138,6 +138,12 @@ class AnnealedSMC(AnnealedMCMC):
         num_runs: int = 8,
         **options: Any,
     ):
+        if options.get("energy") is not None:
+            raise ValueError(
+                "AnnealedSMC cannot use energy='line_integral': its weights compare one "
+                "point at two noise levels, which no line integral in space gives. Use "
+                "AnnealedMCMC with energy='line_integral' for score-only models."
+            )
         if "num_samples" in options:
             raise TypeError(
                 "AnnealedSMC takes no num_samples: it returns one draw per particle "

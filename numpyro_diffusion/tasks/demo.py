@@ -98,7 +98,7 @@ def _row(name: str, sampler: AnnealedMCMC, seconds: float, truth) -> dict[str, A
         "divergences": sampler.num_divergent,
         "seconds": seconds,
     }
-    if sampler.kernel.needs_energy and sampler.steps_per_level > 0:
+    if sampler.kernel.adaptable and sampler.steps_per_level > 0:
         row["acceptance"] = float(np.nanmean(np.asarray(sampler.level_stats.acceptance_rate)))
     return row
 
