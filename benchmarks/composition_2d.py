@@ -7,7 +7,10 @@ at about equal network-evaluation budgets (``--budget`` gradient evaluations per
 
 - reverse diffusion: every level of the ``--budget``-level schedule, one evaluation each;
 - ULA, MALA: ``budget / 10`` levels, a predictor step and 9 kernel steps per level;
-- U-HMC, HMC: ``budget / 10`` levels, a predictor step and 3 steps of 3 leapfrogs.
+- U-HMC, HMC: ``budget / 10`` levels, a predictor step and 3 steps of 3 leapfrogs;
+- MALA and HMC with the line-integral energy (on eps models too): 4 MALA steps of 2
+  gradients, or 1 HMC step of 3 leapfrogs of 3 gradients, a level;
+- annealed SMC (energy models): one weight and 3 HMC steps of 3 leapfrogs a level.
 
 Walks start at the highest level with ``alpha_bar >= 1e-3``, as every walk does.
 
@@ -36,7 +39,7 @@ import optax
 
 import numpyro_diffusion as nd
 from numpyro_diffusion.errors import EnergyUnavailableError
-from numpyro_diffusion.infer import AnnealedMCMC
+from numpyro_diffusion.infer import AnnealedMCMC, AnnealedSMC
 from numpyro_diffusion.metrics import mmd, wasserstein2
 from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 
@@ -54,12 +57,18 @@ TOYS = {
     "inner": box((0.0, 0.0), (0.3, 0.3)),
 }
 NEGATION_ALPHA = 0.3
-SAMPLERS = [  # name, kernel, steps per level (None: reverse diffusion over every level)
-    ("reverse diffusion", "ula", None),
-    ("ULA", "ula", 9),
-    ("U-HMC", "uhmc", 3),
-    ("MALA", "mala", 9),
-    ("HMC", "hmc", 3),
+SAMPLERS = [  # name, kernel, steps per level (None: reverse diffusion), options
+    ("reverse diffusion", "ula", None, {}),
+    ("ULA", "ula", 9, {}),
+    ("U-HMC", "uhmc", 3, {}),
+    ("MALA", "mala", 9, {}),
+    ("HMC", "hmc", 3, {}),
+    # the line integral's inner points are gradients too: MALA's 3-point rule costs 2 a
+    # step, HMC's 4-point rule 3 a leapfrog step
+    ("MALA, line integral", "mala", 4, {"energy": "line_integral"}),
+    ("HMC, line integral", "hmc", 1, {"energy": "line_integral"}),
+    # a weight costs one evaluation a level, the kernel steps the other nine
+    ("annealed SMC (HMC)", "hmc", 3, {"smc": True}),
 ]
 
 
@@ -78,18 +87,21 @@ def _prior_and_factors(terms):
 
 
 def task_programs(models: dict[str, Any]) -> dict[str, Any]:
-    """The three compositions as NumPyro programs over the trained components."""
+    """The compositions as NumPyro programs over the trained components (those whose
+    components are all in ``models``)."""
 
     def mixture_model():
         nd.diffusion_prior("x", nd.mixture([models["left"], models["right"]]))
 
-    return {
-        "product": _prior_and_factors([(1.0, models["ring"]), (1.0, models["bar"])]),
-        "mixture": mixture_model,
-        "negation": _prior_and_factors(
-            [(1.0 + NEGATION_ALPHA, models["outer"]), (-NEGATION_ALPHA, models["inner"])]
-        ),
+    programs = {
+        "product": lambda: _prior_and_factors([(1.0, models["ring"]), (1.0, models["bar"])])
     }
+    if "left" in models:
+        programs["mixture"] = lambda: mixture_model
+        programs["negation"] = lambda: _prior_and_factors(
+            [(1.0 + NEGATION_ALPHA, models["outer"]), (-NEGATION_ALPHA, models["inner"])]
+        )
+    return {task: build() for task, build in programs.items()}
 
 
 def true_densities() -> dict[str, Any]:
@@ -127,16 +139,22 @@ def train_component(name, parameterization, seed, args, cache):
     return model
 
 
-def run_sampler(program, kernel, steps, args, key, schedule):
+def run_sampler(program, kernel, steps, options, args, key, schedule):
     # every walk starts at the schedule's first_conditioned_level (below the cosine
     # schedule's singular top levels); the budget spends 10 gradients per level
     if steps is None:
         levels, steps = None, 0
     else:
         levels = min(args.budget // 10, schedule.first_conditioned_level + 1)
-    sampler = AnnealedMCMC(
-        program, kernel, args.chains, steps_per_level=steps, levels=levels, progress_bar=False
-    )
+    options = dict(options)
+    if options.pop("smc", False):
+        sampler = AnnealedSMC(
+            program, kernel, args.chains, steps, levels=levels, progress_bar=False, **options
+        )
+    else:
+        sampler = AnnealedMCMC(
+            program, kernel, args.chains, steps, levels=levels, progress_bar=False, **options
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sampler.run(key)
@@ -154,13 +172,15 @@ def evaluate(args) -> dict[str, Any]:
     clouds = {}
     for seed in range(args.seeds):
         for parameterization in ("eps", "energy"):
+            # the smoke test runs the product alone (every sampler's code path)
+            needed = ("ring", "bar") if args.quick else tuple(TOYS)
             models = {
-                name: train_component(name, parameterization, seed, args, cache) for name in TOYS
+                name: train_component(name, parameterization, seed, args, cache) for name in needed
             }
             for task, program in task_programs(models).items():
-                if args.quick and task == "negation":  # the smoke test: two tasks suffice
-                    continue
-                for sampler_name, kernel, steps in SAMPLERS:
+                for sampler_name, kernel, steps, options in SAMPLERS:
+                    if options.get("energy") and parameterization == "energy":
+                        continue  # the line integral is for models without an energy
                     record = dict(
                         task=task,
                         parameterization=parameterization,
@@ -173,6 +193,7 @@ def evaluate(args) -> dict[str, Any]:
                             program,
                             kernel,
                             steps,
+                            options,
                             args,
                             jax.random.PRNGKey(seed),
                             models["ring"].schedule,
@@ -275,11 +296,13 @@ def plot(clouds, truths, path):
         extent = (d.xs[0], d.xs[-1], d.xs[0], d.xs[-1])
         axes[i, 0].imshow(np.exp(d.log_density).T, origin="lower", extent=extent, cmap="magma")
         axes[i, 0].set_title(f"{task}: truth")
-        for j, (name, _, _) in enumerate(SAMPLERS, start=1):
-            x = clouds.get((task, "energy", name))
-            if x is not None:
-                axes[i, j].scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
-            axes[i, j].set_title(f"{name} (energy)")
+        for j, (name, *_) in enumerate(SAMPLERS, start=1):
+            for parameterization in ("energy", "eps"):  # eps for the line-integral rows
+                x = clouds.get((task, parameterization, name))
+                if x is not None:
+                    axes[i, j].scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
+                    axes[i, j].set_title(f"{name} ({parameterization})", fontsize=9)
+                    break
         for ax in axes[i]:
             ax.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), aspect="equal")
     fig.savefig(path, dpi=90)

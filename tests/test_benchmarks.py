@@ -24,7 +24,9 @@ def test_composition_2d_quick(tmp_path):
     rows = {(r["task"], r["parameterization"], r["sampler"]): r for r in result["rows"]}
     assert rows[("product", "energy", "HMC")]["log_lik"] is not None
     assert rows[("product", "eps", "MALA")]["log_lik"] is None  # score-only: n/a
-    assert rows[("mixture", "eps", "reverse diffusion")]["log_lik"] is None
+    assert rows[("product", "eps", "MALA, line integral")]["log_lik"] is not None
+    assert rows[("product", "eps", "annealed SMC (HMC)")]["log_lik"] is None
+    assert rows[("product", "energy", "annealed SMC (HMC)")]["log_lik"] is not None
     for suffix in ("json", "md", "png"):
         assert (tmp_path / f"composition_2d_quick.{suffix}").exists()
 

@@ -25,6 +25,7 @@ def test_every_notebook_is_built_from_its_source():
         "01_composition_2d",
         "02_diagnostics",
         "03_plug_and_play_digits",
+        "04_smc_evidence",
     }
     build = builder()
     for source in SOURCES:
