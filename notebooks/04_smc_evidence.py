@@ -143,7 +143,7 @@ for i, y in enumerate([-3.0, 0.0, 1.0, 4.0]):
 # %% [markdown]
 # A single estimate can land several standard errors out: the weights of the particles
 # that end in the minor mode are heavy-tailed, and a run that catches a rare large one
-# moves both the estimate and its spread. Pooled over 96 independent runs (2,048
+# moves both the estimate and its spread. Pooled over 96 independent runs (256
 # particles each, other keys), `y = -3` gave -1.594 +- 0.007 against the exact -1.600,
 # and the prior's normaliser alone 0.001 +- 0.002 against 0: the estimator is unbiased;
 # more particles or runs narrow it.

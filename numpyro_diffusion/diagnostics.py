@@ -16,7 +16,10 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from numpyro_diffusion.infer.nested_rhat import nested_rhat
+
 __all__ = [
+    "nested_rhat",
     "to_arviz",
     "plot_level_stats",
     "plot_sample_clouds",

@@ -620,3 +620,39 @@ def test_line_integral_corrects_a_score_only_model(kernel):
     assert np.all(np.isnan(np.asarray(line.level_stats.mean_potential)))  # no energy used
     with pytest.raises(EnergyUnavailableError, match="line_integral"):
         AnnealedMCMC(ScoreOnly(MIXTURE), kernel, 16, 2)
+
+
+ASYMMETRIC_MODES = GaussianMixtureDiffusion([[-3.0], [3.0]], [[0.5], [0.5]], [0.8, 0.2], S)
+
+
+def test_nested_rhat_flags_a_walk_that_remembers_its_start(capsys):
+    """64 superchains of 16 chains sharing a start: one ULA step per level leaves them
+    alike (and the draws biased toward the start); ten forget the start."""
+    flagged = {}
+    for steps in (1, 10):
+        sampler = AnnealedMCMC(
+            ASYMMETRIC_MODES,
+            "ula",
+            1024,
+            steps,
+            levels=20,
+            predictor=None,
+            superchain_size=16,
+            progress_bar=False,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sampler.run(KEY)
+        warned = any("does not forget its start" in str(w.message) for w in caught)
+        flagged[steps] = bool(np.any(sampler.nested_rhat()["x"].flagged))
+        assert warned == flagged[steps]
+        if steps == 1:
+            sampler.print_summary()
+            assert "FLAGGED" in capsys.readouterr().out
+    assert flagged == {1: True, 10: False}
+    with pytest.raises(ValueError, match="superchain_size"):
+        AnnealedMCMC(ASYMMETRIC_MODES, "ula", 100, 1, superchain_size=16)
+    plain = AnnealedMCMC(ASYMMETRIC_MODES, "ula", 64, 1, levels=5, progress_bar=False)
+    plain.run(KEY)
+    with pytest.raises(RuntimeError, match="superchain_size > 1"):
+        plain.nested_rhat()

@@ -144,3 +144,18 @@ def test_kernels_without_a_hamiltonian_report_no_energy(hmc_run):
     assert "energy" not in sampler.to_arviz().sample_stats
     assert "log_likelihood" not in sampler.to_arviz().groups()  # no observations
     assert "energy" in hmc_run.to_arviz().sample_stats
+
+
+def test_nested_rhat_of_independent_and_of_shared_draws():
+    from numpyro_diffusion.diagnostics import nested_rhat
+
+    rng = np.random.default_rng(0)
+    independent = nested_rhat(rng.standard_normal((64 * 16, 3)), 16)
+    assert independent.rhat.shape == (3,)
+    assert np.all(np.abs(independent.excess_z) < 4) and not np.any(independent.flagged)
+    np.testing.assert_allclose(independent.rhat, np.sqrt(1 + 1 / 16), atol=0.02)
+    starts = np.repeat(rng.standard_normal((64, 3)), 16, axis=0)  # chains kept their start
+    shared = nested_rhat(starts + 0.3 * rng.standard_normal(starts.shape), 16)
+    assert np.all(shared.flagged) and np.all(shared.rhat > 1.5)
+    with pytest.raises(ValueError, match="at least 2 superchains"):
+        nested_rhat(np.zeros((16, 1)), 16)

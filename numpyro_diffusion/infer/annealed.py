@@ -25,6 +25,7 @@ from numpyro_diffusion.infer.move import (
     build_move,
     check_predictor,
 )
+from numpyro_diffusion.infer.nested_rhat import NestedRhat, nested_rhat
 from numpyro_diffusion.infer.potential import (
     PotentialFamily,
     as_numpyro_model,
@@ -185,6 +186,12 @@ class AnnealedMCMC:
         Gauss-Lobatto points of that integral, ends included (MALA: per proposal,
         default 3, Simpson's rule; HMC: per leapfrog step, default 4). The ends'
         gradients come free; each point inside costs one gradient.
+    superchain_size
+        Chains in consecutive groups of this size share their start point at the top
+        level (Margossian et al.'s superchains), so :meth:`nested_rhat` can tell
+        whether the walk forgets where it started: annealing with too few or too
+        small steps leaves the chains of a group closer than independent draws.
+        1 (default): every chain starts on its own.
     keep_trajectory
         Keep every chain's position at the end of every level (``(L, C, D)``
         floats) for :meth:`get_trajectory` and the sample-cloud plots.
@@ -213,6 +220,7 @@ class AnnealedMCMC:
         precondition: bool | None = None,
         energy: str | None = None,
         line_integral_points: int | None = None,
+        superchain_size: int = 1,
     ):
         self.model = model
         self.kernel = kernel
@@ -234,6 +242,7 @@ class AnnealedMCMC:
         self.precondition = precondition
         self.energy = energy
         self.line_integral_points = line_integral_points
+        self.superchain_size = superchain_size
         self.settings()  # refuse bad settings now, not at the first run
         if isinstance(model, Diffusion) and self._needs_energy() and not model.has_energy:
             raise self._energy_error()
@@ -326,6 +335,14 @@ class AnnealedMCMC:
                     f"step_size must be a positive number or a 1-D array of positive numbers "
                     f"(one per level), got {step!r}."
                 )
+        _check_int("superchain_size", self.superchain_size, 1)
+        if self.superchain_size > 1 and (
+            self.num_chains % self.superchain_size or self.num_chains // self.superchain_size < 2
+        ):
+            raise ValueError(
+                f"superchain_size ({self.superchain_size}) must divide num_chains "
+                f"({self.num_chains}) into at least 2 superchains."
+            )
         if self.precondition is not None and not isinstance(self.precondition, bool):
             raise ValueError(
                 f"precondition must be True, False or None, got {self.precondition!r}."
@@ -446,7 +463,18 @@ class AnnealedMCMC:
         self.num_traces += compiled.traces[0] - traces
         self._unravel = family.unravel_fn
         self._settings = settings
+        self._result_superchain_size = self.superchain_size
         self._call = (model_fn, split.rebuild(split.dynamic))
+        if self.superchain_size > 1:
+            flagged = [name for name, r in self.nested_rhat().items() if np.any(r.flagged)]
+            if flagged:
+                warnings.warn(
+                    f"chains that shared a start still agree at t = 0 on {flagged} (nested "
+                    "R-hat above what independent chains give; see print_summary()): the walk "
+                    "does not forget its start, so its draws are biased toward it. Take more "
+                    "steps per level, more levels, or larger steps.",
+                    stacklevel=2,
+                )
         total = self.num_divergent
         if total:
             warnings.warn(
@@ -465,8 +493,9 @@ class AnnealedMCMC:
         """The walk's keys: each chain's start key and walk key, ``(num_chains, 2)`` each
         (the first is also the start-point search's while tracing)."""
         init_key, walk_key = jax.random.split(rng_key)
+        M = self.superchain_size
         return (
-            jax.random.split(init_key, self.num_chains),
+            jnp.repeat(jax.random.split(init_key, self.num_chains // M), M, axis=0),
             jax.random.split(walk_key, self.num_chains),
         )
 
@@ -689,6 +718,20 @@ class AnnealedMCMC:
                     f"{q[0]:>10.4g} {q[2]:>10.4g}"
                 )
         print(self._draws_note())
+        if self._result_superchain_size > 1:
+            M = self._result_superchain_size
+            print(
+                f"\nNested R-hat of the end points ({self.num_chains // M} superchains of {M} "
+                f"chains sharing a start; about {np.sqrt(1 + 1 / M):.3f} when the walk forgets "
+                "its start; z: the excess over that in Monte Carlo standard deviations)"
+            )
+            for name, r in self.nested_rhat().items():
+                worst = int(np.argmax(np.ravel(r.excess_z)))
+                flag = "  FLAGGED: the walk remembers its start" if np.any(r.flagged) else ""
+                print(
+                    f"{name:>14} max {np.max(r.rhat):.4f}  z {np.ravel(r.excess_z)[worst]:.1f}"
+                    f"{flag}"
+                )
         stats = jax.tree.map(np.asarray, self.level_stats)
         L = stats.level.size
         rows = np.unique(np.round(np.linspace(0, L - 1, min(L, max_levels))).astype(int))
@@ -700,11 +743,27 @@ class AnnealedMCMC:
             print(f"{int(stats.level[r]):>8}{cells}")
         print(f"\nNumber of divergences: {self.num_divergent}")
 
+    def nested_rhat(self) -> dict[str, NestedRhat]:
+        """Nested R-hat of the walk's end points (draw 0), by site: see
+        :func:`numpyro_diffusion.diagnostics.nested_rhat`; needs ``superchain_size > 1``."""
+        self._require_run()
+        if self._result_superchain_size < 2:
+            raise RuntimeError(
+                "nested R-hat needs chains that share a start: build the sampler with "
+                "superchain_size > 1 (for example 16)."
+            )
+        samples = self.get_samples(group_by_chain=True)
+        return {
+            name: nested_rhat(np.asarray(v)[:, 0], self._result_superchain_size)
+            for name, v in samples.items()
+        }
+
     def _draws_note(self) -> str:
-        C, S = self.num_chains, self._settings.num_samples
+        C, S, M = self.num_chains, self._settings.num_samples, self._result_superchain_size
+        chains = f"{C} independent chains" if M == 1 else f"{C} chains ({C // M} starts)"
         return (
-            f"({C} independent chains x {S} draws at t = 0; draws of one chain are "
-            f"correlated, so at most about {C} are independent)"
+            f"({chains} x {S} draws at t = 0; draws of one chain are correlated, so at "
+            f"most about {C} are independent)"
         )
 
     @staticmethod

@@ -144,6 +144,11 @@ class AnnealedSMC(AnnealedMCMC):
                 "point at two noise levels, which no line integral in space gives. Use "
                 "AnnealedMCMC with energy='line_integral' for score-only models."
             )
+        if options.get("superchain_size", 1) != 1:
+            raise ValueError(
+                "AnnealedSMC takes no superchain_size: resampling already mixes the "
+                "particles' starts, and its ESS is the diagnostic."
+            )
         if "num_samples" in options:
             raise TypeError(
                 "AnnealedSMC takes no num_samples: it returns one draw per particle "
