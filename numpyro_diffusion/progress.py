@@ -17,6 +17,8 @@ _BARS: dict[str, Any] = {}
 def _update(label: str, total: int, i: Any) -> None:
     from tqdm.auto import tqdm
 
+    if jax.process_index() != 0:  # one bar for a multi-process run
+        return
     i = int(i)
     bar = _BARS.get(label)
     if bar is None or i == 0:

@@ -609,7 +609,9 @@ def test_line_integral_corrects_a_score_only_model(kernel):
         ("exact", MIXTURE, None),
         ("line", ScoreOnly(MIXTURE), "line_integral"),
     ):
-        sampler = AnnealedMCMC(model, kernel, 2048, 10, energy=energy, progress_bar=False)
+        sampler = AnnealedMCMC(
+            model, kernel, 1024, 10, levels=40, energy=energy, progress_bar=False
+        )
         sampler.run(jax.random.PRNGKey(5))
         runs[name] = sampler
     line = runs["line"]

@@ -72,3 +72,11 @@ def test_digits_quick(tmp_path, part):
     figure = {"inpainting": "inpainting", "cfg": "cfg", "constraints": "symmetry"}[part]
     for name in ("digits_quick.json", "digits_quick.md", f"digits_quick_{figure}.png"):
         assert (tmp_path / name).exists()
+
+
+@pytest.mark.slow
+def test_multiprocess_quick(tmp_path):
+    result = load("multiprocess").main(["--quick", "--out", str(tmp_path)])
+    assert [r["processes"] for r in result["rows"]] == [1, 2]
+    assert all(r["transitions_per_second"] > 0 and r["seconds"] > 0 for r in result["rows"])
+    assert (tmp_path / "multiprocess_quick.md").exists()

@@ -32,3 +32,7 @@ def test_every_readme_block_runs(tmp_path, monkeypatch, capsys):
             assert "sigma" in capsys.readouterr().out  # print_summary printed the sites
             sigma = namespace["sampler"].get_samples()["sigma"]
             assert 0.1 < float(sigma.mean()) < 0.6
+    # the SMC block: two independent estimates of the same log p(y) (the prior is exact)
+    smc, log_py, stderr = namespace["smc"], namespace["log_py"], namespace["stderr"]
+    spread = (smc.log_normalizer_stderr**2 + stderr**2) ** 0.5
+    assert abs(smc.log_normalizer - log_py) < 4.5 * spread

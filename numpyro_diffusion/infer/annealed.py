@@ -12,7 +12,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from numpyro import handlers
 
 from numpyro_diffusion.errors import EnergyUnavailableError
@@ -25,6 +24,7 @@ from numpyro_diffusion.infer.move import (
     build_move,
     check_predictor,
 )
+from numpyro_diffusion.infer.multihost import gather, is_main_process, shard_chains
 from numpyro_diffusion.infer.nested_rhat import NestedRhat, nested_rhat
 from numpyro_diffusion.infer.potential import (
     PotentialFamily,
@@ -459,7 +459,7 @@ class AnnealedMCMC:
         if settings.chain_method == "sharded":
             keys = self._shard(*keys)
         traces = compiled.traces[0]
-        self._result = compiled.walk(*keys, params, split.dynamic)
+        self._result = gather(compiled.walk(*keys, params, split.dynamic))
         self.num_traces += compiled.traces[0] - traces
         self._unravel = family.unravel_fn
         self._settings = settings
@@ -467,7 +467,7 @@ class AnnealedMCMC:
         self._call = (model_fn, split.rebuild(split.dynamic))
         if self.superchain_size > 1:
             flagged = [name for name, r in self.nested_rhat().items() if np.any(r.flagged)]
-            if flagged:
+            if flagged and is_main_process():
                 warnings.warn(
                     f"chains that shared a start still agree at t = 0 on {flagged} (nested "
                     "R-hat above what independent chains give; see print_summary()): the walk "
@@ -476,7 +476,7 @@ class AnnealedMCMC:
                     stacklevel=2,
                 )
         total = self.num_divergent
-        if total:
+        if total and is_main_process():
             warnings.warn(
                 f"{total} divergent transitions (non-finite or energy error above "
                 f"divergence_threshold) were rejected. See print_summary() for the levels.",
@@ -500,14 +500,13 @@ class AnnealedMCMC:
         )
 
     def _shard(self, *arrays: Array) -> tuple[Array, ...]:
-        devices = np.array(jax.devices())
-        if self.num_chains % devices.size:
+        devices = jax.device_count()
+        if self.num_chains % devices:
             raise ValueError(
                 f"chain_method='sharded' needs num_chains ({self.num_chains}) divisible by the "
-                f"number of devices ({devices.size})."
+                f"number of devices ({devices}, over {jax.process_count()} process(es))."
             )
-        sharding = NamedSharding(Mesh(devices, ("chain",)), PartitionSpec("chain"))
-        return tuple(jax.device_put(a, sharding) for a in arrays)
+        return shard_chains(*arrays)
 
     def _compile(self, settings: WalkSettings, family: PotentialFamily, rebuild) -> _Compiled:
         kernel = get_kernel(settings.kernel, **dict(settings.kernel_options))
@@ -517,7 +516,7 @@ class AnnealedMCMC:
 
         def walk(init_keys, chain_keys, params: LevelParams, dynamic):
             traces[0] += 1
-            if settings.progress_bar:  # jit traces only when it must compile
+            if settings.progress_bar and is_main_process():  # jit traces only to compile
                 what = f"annealed {kernel.name}" if settings.move.num_steps else "reverse diffusion"
                 print(
                     f"compiling the {what} walk ({params.t.shape[0]} levels, "
@@ -704,6 +703,8 @@ class AnnealedMCMC:
         chain moves between modes at ``t = 0``, which annealed chains need not do).
         """
         self._require_run()
+        if not is_main_process():
+            return
         samples = {k: np.asarray(v) for k, v in self.get_samples().items()}
         lo, hi = 50 * (1 - prob), 50 * (1 + prob)
         print(f"{'':>14} {'mean':>10} {'std':>10} {'median':>10} {lo:>9.1f}% {hi:>9.1f}%")

@@ -29,6 +29,7 @@ from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer.annealed import AnnealedMCMC, DrawStats, WalkSettings, _Compiled
 from numpyro_diffusion.infer.kernels import get_kernel
 from numpyro_diffusion.infer.move import CHAIN_AXIS, LevelParams, build_move
+from numpyro_diffusion.infer.multihost import is_main_process
 from numpyro_diffusion.infer.potential import PotentialFamily, as_numpyro_model
 from numpyro_diffusion.primitives import diffusion_sites
 from numpyro_diffusion.progress import progress_scan
@@ -258,7 +259,7 @@ class AnnealedSMC(AnnealedMCMC):
             traces[0] += 1
             L, N = params.t.shape[0], particle_keys.shape[0]
             P = N // R
-            if walk_settings.progress_bar:
+            if walk_settings.progress_bar and is_main_process():
                 print(
                     f"compiling the annealed SMC walk ({kernel.name}, {L} levels, {R} runs x "
                     f"{P} particles) ...",
