@@ -114,6 +114,7 @@ def main(argv=None) -> None:
     sampler.run(jax.random.PRNGKey(args.seed), y)
     samples = {k: np.asarray(v) for k, v in sampler.get_samples(group_by_chain=True).items()}
     seconds = time.perf_counter() - start
+    idata = sampler.to_arviz()  # every process holds the whole run
     timed = []
     for i in range(args.timed_runs):  # the compiled walk is reused
         start = time.perf_counter()
@@ -130,6 +131,7 @@ def main(argv=None) -> None:
         )
         if args.out:
             np.savez(args.out, seconds=seconds, timed_seconds=np.asarray(timed), **samples)
+            idata.to_netcdf(os.path.splitext(args.out)[0] + ".nc")
     jax.distributed.shutdown()
 
 

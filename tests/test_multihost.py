@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import arviz as az
 import jax
 import numpy as np
 import pytest
@@ -75,6 +76,8 @@ def test_two_processes_give_the_draws_of_one(tmp_path, sampler):
         assert p.returncode == 0, log[-3000:]
     assert "2 process(es), 2 device(s)" in logs[0] and "process(es)" not in logs[1]
     distributed = np.load(out)
+    idata = az.from_netcdf(tmp_path / "draws.nc")  # process 0's ArviZ view of the whole run
+    assert idata.posterior.sizes["chain"] == 64 and "level_stats" in idata.groups()
     module = script()
     single = module.build_sampler(module.parse(["--quiet", *flags]), "vectorized")
     single.run(jax.random.PRNGKey(0), np.asarray(module.DATA, np.float32))
