@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +14,7 @@ import optax
 from jax import Array
 from jax.typing import ArrayLike
 
+from numpyro_diffusion.errors import CheckpointError
 from numpyro_diffusion.models import DiffusionModel
 from numpyro_diffusion.networks import network_num_classes
 from numpyro_diffusion.parameterization import check_parameterization, eps_from_prediction
@@ -43,6 +46,8 @@ def train(
     ema_decay: float | None = None,
     progress_bar: bool = True,
     steps_per_call: int = 100,
+    resume_path: str | None = None,
+    save_every: int = 500,
 ) -> DiffusionModel:
     """Train ``network`` on ``data`` by eps matching and return a :class:`DiffusionModel`.
 
@@ -64,6 +69,12 @@ def train(
         parameters with this decay.
     steps_per_call
         Optimisation steps fused into one compiled call (progress updates between).
+    resume_path
+        A file for the training state (parameters, optimizer state, EMA, losses, the step
+        reached), written atomically every ``save_every`` steps and at the end. If it
+        exists, training resumes from it: an interrupted run continued with the same
+        arguments gives the same model as an uninterrupted one (the step's random
+        numbers depend on its index). A longer ``num_steps`` continues a finished run.
 
     Returns
     -------
@@ -135,17 +146,27 @@ def train(
 
     carry = (params, opt_state, ema)
     losses = []
+    first = 0
+    if resume_path is not None and os.path.exists(resume_path):
+        carry, done_losses, first = load_training_state(resume_path, carry)
+        losses.append(done_losses[:num_steps])
+        first = min(first, num_steps)
     bar = None
     if progress_bar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, desc="training", file=sys.stderr)
+        bar = tqdm(total=num_steps, initial=first, desc="training", file=sys.stderr)
     chunk = max(1, min(steps_per_call, num_steps))
-    for start in range(0, num_steps, chunk):
+    saved = first
+    for start in range(first, num_steps, chunk):
         steps = jnp.arange(start, min(start + chunk, num_steps))
         carry, chunk_losses = run_chunk(carry, steps)
         kept = int(steps.shape[0])
         losses.append(np.asarray(chunk_losses))
+        done = start + kept
+        if resume_path is not None and (done - saved >= save_every or done == num_steps):
+            save_training_state(resume_path, carry, np.concatenate(losses), done)
+            saved = done
         if bar is not None:
             bar.update(kept)
             bar.set_postfix(loss=f"{float(losses[-1].mean()):.4f}")
@@ -157,3 +178,32 @@ def train(
     )
     model.training_losses = np.concatenate(losses)
     return model
+
+
+def save_training_state(path: str, carry: Any, losses: np.ndarray, step: int) -> None:
+    """Write the training state ``(params, opt_state, ema)``, the losses so far and the
+    step reached to ``path``, atomically (a killed run leaves the previous file)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            state=np.frombuffer(flax.serialization.to_bytes(carry), np.uint8),
+            losses=np.asarray(losses, np.float32),
+            step=np.asarray(step),
+        )
+    os.replace(tmp, path)
+
+
+def load_training_state(path: str, like: Any) -> tuple[Any, np.ndarray, int]:
+    """The state written by :func:`save_training_state`, restored into the structure of
+    ``like`` (a freshly initialised state of the same network and optimizer)."""
+    try:
+        with np.load(path) as f:
+            blob, losses, step = f["state"].tobytes(), f["losses"], int(f["step"])
+        carry = flax.serialization.from_bytes(like, blob)
+    except Exception as error:  # noqa: BLE001 - any unreadable file means the same to a user
+        raise CheckpointError(
+            f"cannot resume training from {path!r} ({type(error).__name__}: {error}); it is "
+            "not a training state of this network and optimizer. Delete it to start afresh."
+        ) from error
+    return carry, losses, step

@@ -65,7 +65,7 @@ def _short_run(key, parameterization="eps", **kwargs):
         data,
         schedule=SCHEDULE,
         parameterization=parameterization,
-        num_steps=30,
+        num_steps=kwargs.pop("num_steps", 30),
         batch_size=kwargs.pop("batch_size", 32),
         optimizer=optax.adam(1e-3),
         rng_key=key,
@@ -82,6 +82,21 @@ def test_same_key_same_model_and_remainder_steps_counted():
     assert a.training_losses.shape == (30,)
     jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
     assert not np.allclose(a.training_losses, c.training_losses)
+
+
+def test_an_interrupted_training_resumes_to_the_same_model(tmp_path):
+    from numpyro_diffusion.errors import CheckpointError
+
+    path = str(tmp_path / "state.npz")
+    whole = _short_run(jax.random.PRNGKey(3))
+    first = _short_run(jax.random.PRNGKey(3), num_steps=14, resume_path=path, save_every=7)
+    assert first.training_losses.shape == (14,)
+    resumed = _short_run(jax.random.PRNGKey(3), resume_path=path, save_every=7)
+    jax.tree.map(np.testing.assert_array_equal, resumed.params, whole.params)
+    np.testing.assert_array_equal(resumed.training_losses, whole.training_losses)
+    (tmp_path / "state.npz").write_bytes(b"not a state")
+    with pytest.raises(CheckpointError, match="cannot resume training"):
+        _short_run(jax.random.PRNGKey(3), resume_path=path)
 
 
 @pytest.mark.parametrize("parameterization", ["eps", "x0", "v", "score"])

@@ -1,0 +1,104 @@
+"""Train the TSP image prior: an unconditional diffusion model of rendered LKH-3 tours.
+
+Resumable: the training state is saved every ``--save-every`` steps under ``--state``
+(outside the repository), and the model (EMA parameters) is written to ``--out`` after
+every segment, so an interrupted run continues where it stopped and the shipped prior
+can grow across sessions. Progress goes to stderr (redirect it to a log)::
+
+    nohup python scripts/train_tsp_prior.py --steps 20000 > tsp_train.log 2>&1 &
+
+The data (uniform instances, their LKH-3 tours through elkai, and the 8 symmetries of
+the square) are cached under ``--cache``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "numpyro_diffusion")
+
+
+def tour_images(cities: int, instances: int, size: int, cache: str, seed: int = 0) -> np.ndarray:
+    """``(8 * instances, size, size, 1)`` images of LKH tours and their symmetries."""
+    from numpyro_diffusion.tasks import tsp
+
+    path = os.path.join(cache, f"tsp{cities}_{size}px_{instances}_seed{seed}.npy")
+    if os.path.exists(path):
+        return np.load(path)
+    os.makedirs(cache, exist_ok=True)
+    coords = tsp.random_instances(jax.random.PRNGKey(seed), instances, cities)
+    start = time.perf_counter()
+    tours = []
+    for k in range(0, instances, 500):
+        tours.append(tsp.reference_tours(coords[k : k + 500], runs=1))
+        print(
+            f"LKH tours {k + 500}/{instances} ({time.perf_counter() - start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    images = tsp.render_tours(coords, np.concatenate(tours), size=size)
+    views = [np.rot90(images, r, axes=(1, 2)) for r in range(4)]
+    views += [v[:, :, ::-1] for v in views]
+    data = np.concatenate(views).astype(np.float32)
+    np.save(path, data)
+    return data
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cities", type=int, default=50)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--instances", type=int, default=10_000)
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--segment", type=int, default=1000, help="steps between model saves")
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument("--cache", default=CACHE)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--state", default=None)
+    args = parser.parse_args(argv)
+
+    import numpyro_diffusion as nd
+
+    name = f"tsp{args.cities}_{args.size}px"
+    out = args.out or os.path.join(ROOT, "numpyro_diffusion", "checkpoints", f"{name}.npz")
+    state = args.state or os.path.join(args.cache, f"{name}.state.npz")
+    data = tour_images(args.cities, args.instances, args.size, args.cache)
+    print(f"{len(data)} training images {data.shape[1:]}", file=sys.stderr, flush=True)
+    network = nd.UNet(base_channels=args.base_channels, channel_mults=(1, 2, 2))
+    done = 0
+    if os.path.exists(state):
+        with np.load(state) as saved:
+            done = int(saved["step"])
+        print(f"resuming from step {done} ({state})", file=sys.stderr, flush=True)
+    while done < args.steps:
+        done = min(args.steps, done + args.segment)
+        model = nd.train(
+            network,
+            data,
+            schedule=nd.VPSchedule.linear(1000),
+            parameterization="eps",
+            num_steps=done,
+            batch_size=args.batch,
+            optimizer=optax.adam(2e-4),
+            rng_key=jax.random.PRNGKey(0),
+            ema_decay=0.999,
+            resume_path=state,
+            save_every=args.save_every,
+        )
+        nd.save(out, model)
+        recent = float(np.mean(model.training_losses[-200:]))
+        print(f"step {done}: loss {recent:.4f}; wrote {out}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
