@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["progress_scan"]
+__all__ = ["progress_scan", "announce_compiling"]
 
 _BARS: dict[str, Any] = {}
 
@@ -55,3 +55,10 @@ def progress_scan(
         return body(carry, i_x)
 
     return jax.lax.scan(wrapped, init, (jnp.arange(length), xs), length=length)
+
+
+def announce_compiling(what: str, enabled: bool) -> None:
+    """Say on stderr that ``what`` is being compiled (called while jit traces, which it
+    does only to compile); process 0 alone in a multi-process run."""
+    if enabled and jax.process_index() == 0:
+        print(f"compiling the {what} ...", file=sys.stderr, flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 import warnings
 from collections import OrderedDict
 from typing import Any, NamedTuple
@@ -33,7 +32,7 @@ from numpyro_diffusion.infer.potential import (
 )
 from numpyro_diffusion.interface import Diffusion
 from numpyro_diffusion.primitives import noise_level
-from numpyro_diffusion.progress import progress_scan
+from numpyro_diffusion.progress import announce_compiling, progress_scan
 from numpyro_diffusion.schedules import VPSchedule
 
 __all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "WalkSettings", "clear_compiled_walks"]
@@ -516,14 +515,11 @@ class AnnealedMCMC:
 
         def walk(init_keys, chain_keys, params: LevelParams, dynamic):
             traces[0] += 1
-            if settings.progress_bar and is_main_process():  # jit traces only to compile
-                what = f"annealed {kernel.name}" if settings.move.num_steps else "reverse diffusion"
-                print(
-                    f"compiling the {what} walk ({params.t.shape[0]} levels, "
-                    f"{init_keys.shape[0]} chains) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            what = f"annealed {kernel.name}" if settings.move.num_steps else "reverse diffusion"
+            announce_compiling(
+                f"{what} walk ({params.t.shape[0]} levels, {init_keys.shape[0]} chains)",
+                settings.progress_bar,
+            )
             args, kwargs = rebuild(dynamic)
             potential = family.at(args, kwargs)
             move = build_move(kernel, potential, settings.move)

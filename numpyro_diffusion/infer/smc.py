@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -29,10 +28,9 @@ from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer.annealed import AnnealedMCMC, DrawStats, WalkSettings, _Compiled
 from numpyro_diffusion.infer.kernels import get_kernel
 from numpyro_diffusion.infer.move import CHAIN_AXIS, LevelParams, build_move
-from numpyro_diffusion.infer.multihost import is_main_process
 from numpyro_diffusion.infer.potential import PotentialFamily, as_numpyro_model
 from numpyro_diffusion.primitives import diffusion_sites
-from numpyro_diffusion.progress import progress_scan
+from numpyro_diffusion.progress import announce_compiling, progress_scan
 
 __all__ = ["AnnealedSMC", "SMCLevelStats", "SMCSettings", "log_marginal_likelihood"]
 
@@ -259,13 +257,10 @@ class AnnealedSMC(AnnealedMCMC):
             traces[0] += 1
             L, N = params.t.shape[0], particle_keys.shape[0]
             P = N // R
-            if walk_settings.progress_bar and is_main_process():
-                print(
-                    f"compiling the annealed SMC walk ({kernel.name}, {L} levels, {R} runs x "
-                    f"{P} particles) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            announce_compiling(
+                f"annealed SMC walk ({kernel.name}, {L} levels, {R} runs x {P} particles)",
+                walk_settings.progress_bar,
+            )
             args, kwargs = rebuild(dynamic)
             potential = family.at(args, kwargs)
             move = build_move(kernel, potential, walk_settings.move)

@@ -41,7 +41,7 @@ def relaxation_model(prior: Any, edges: Array, cities: Array, pairs: Array) -> N
     """One instance: latent logits ``(N, N)``, the image of ``A + A^T`` on the instance's
     edge images ``edges`` ``(E, H, W)`` with the cities ``(H, W)`` pinned, scored by the
     diffusion prior as a factor."""
-    n = int(pairs.max()) + 1
+    n = int(round((1 + (1 + 8 * pairs.shape[0]) ** 0.5) / 2))  # E = N (N - 1) / 2, static
     logits = numpyro.sample("logits", dist.Normal(0.0, 1.0).expand((n, n)).to_event(2))
     a = adjacency(logits)
     weights = a[pairs[:, 0], pairs[:, 1]] + a[pairs[:, 1], pairs[:, 0]]
