@@ -80,3 +80,14 @@ def test_multiprocess_quick(tmp_path):
     assert [r["processes"] for r in result["rows"]] == [1, 2]
     assert all(r["transitions_per_second"] > 0 and r["seconds"] > 0 for r in result["rows"])
     assert (tmp_path / "multiprocess_quick.md").exists()
+
+
+@pytest.mark.slow
+def test_tsp_quick(tmp_path):
+    result = load("tsp").main(["--quick", "--cities", "50", "--out", str(tmp_path)])
+    rows = {r["method"]: r for r in result["rows"]}
+    assert rows["LKH-3"]["gap"] == 0.0
+    for name, row in rows.items():
+        if name.endswith("+ 2-opt"):  # 2-opt never lengthens what it starts from
+            assert row["gap"] <= rows[name[: -len(" + 2-opt")]]["gap"] + 1e-12
+    assert (tmp_path / "tsp50_quick.md").exists() and (tmp_path / "tsp50_quick.png").exists()

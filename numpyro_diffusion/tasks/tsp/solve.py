@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import optax
 from jax import Array
+from numpyro.distributions import constraints
 
 import numpyro_diffusion as nd
 from numpyro_diffusion.tasks.tsp.decode import greedy_tour
@@ -21,6 +23,9 @@ from numpyro_diffusion.tasks.tsp.render import CITY_VALUE, edge_images
 __all__ = ["TSPResult", "relaxation_model", "adjacency", "solve", "load_tsp_prior", "METHODS"]
 
 METHODS = ("plug_and_play", "annealed")
+# Large, momentum-free steps on the logits (each step's denoising gradient is noisy and
+# the relaxation must move far from uniform within a few hundred steps).
+PNP_OPTIMIZER = optax.adam(optax.linear_schedule(0.1, 0.01, 1000), b1=0.0, b2=0.9)
 CHECKPOINTS = os.path.join(os.path.dirname(nd.__file__), "checkpoints")
 
 
@@ -37,12 +42,20 @@ def adjacency(logits: Array) -> Array:
     return jax.nn.softmax(jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, logits), axis=-1)
 
 
-def relaxation_model(prior: Any, edges: Array, cities: Array, pairs: Array) -> None:
+def relaxation_model(
+    prior: Any, edges: Array, cities: Array, pairs: Array, logit_scale: float | None = None
+) -> None:
     """One instance: latent logits ``(N, N)``, the image of ``A + A^T`` on the instance's
     edge images ``edges`` ``(E, H, W)`` with the cities ``(H, W)`` pinned, scored by the
-    diffusion prior as a factor."""
+    diffusion prior as a factor. The logits are flat (the point estimate's choice, as in
+    Graikos et al.) or, with ``logit_scale``, ``Normal(0, logit_scale)`` (a sampler needs
+    a proper density: a row's softmax ignores a shift of its logits)."""
     n = int(round((1 + (1 + 8 * pairs.shape[0]) ** 0.5) / 2))  # E = N (N - 1) / 2, static
-    logits = numpyro.sample("logits", dist.Normal(0.0, 1.0).expand((n, n)).to_event(2))
+    if logit_scale is None:
+        base = dist.ImproperUniform(constraints.real, (), (n, n))
+    else:
+        base = dist.Normal(0.0, logit_scale).expand((n, n)).to_event(2)
+    logits = numpyro.sample("logits", base)
     a = adjacency(logits)
     weights = a[pairs[:, 0], pairs[:, 1]] + a[pairs[:, 1], pairs[:, 0]]
     lines = jnp.clip(jnp.tensordot(weights, edges, axes=1), 0.0, 1.0)
@@ -96,16 +109,25 @@ def solve(
         key = jax.random.fold_in(rng_key, b)
         candidates = []
         if method == "plug_and_play":
+            n = c.shape[0]
             for s in range(num_samples):
+                k_init, k_run = jax.random.split(jax.random.fold_in(key, s))
+                # Start near the uniform adjacency: random logits would favour random pairs.
+                start = {"logits": 0.01 * jax.random.normal(k_init, (n, n))}
                 result = nd.plug_and_play(
-                    relaxation_model, jax.random.fold_in(key, s), *args, num_steps=num_steps
+                    relaxation_model,
+                    k_run,
+                    *args,
+                    num_steps=num_steps,
+                    optimizer=PNP_OPTIMIZER,
+                    init_values=start,
                 )
                 candidates.append(np.asarray(adjacency(result.params["logits"])))
         else:
             sampler = nd.AnnealedMCMC(
                 relaxation_model, "uhmc", num_samples, 3, levels=50, progress_bar=False
             )
-            sampler.run(key, *args)
+            sampler.run(key, *args, logit_scale=3.0)
             logits = sampler.get_samples()["logits"]
             candidates = list(np.asarray(jax.vmap(adjacency)(logits)))
         best = None
