@@ -65,3 +65,20 @@ def test_demo_shows_annealed_hmc_closer_to_the_truth(tmp_path, capsys):
     assert hmc["log_lik"] > reverse["log_lik"] + 2.0
     assert 0.4 < hmc["acceptance"] < 1.0
     assert png.exists() and png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tsp_command_prints_the_gap_table_and_writes_the_figure(tmp_path, capsys):
+    import numpy as np
+
+    coords = np.random.default_rng(0).random((2, 50, 2))
+    np.save(tmp_path / "cities.npy", coords)
+    out = tmp_path / "tsp.png"
+    argv = ["tsp", "--input", str(tmp_path / "cities.npy"), "--steps", "8", "--output", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "LKH-3" in printed and "greedy edge + 2-opt" in printed and "image prior" in printed
+    assert out.exists()
+    with pytest.raises(ValueError, match="unit square"):
+        np.save(tmp_path / "bad.npy", coords + 1.0)
+        main(["tsp", "--input", str(tmp_path / "bad.npy")])

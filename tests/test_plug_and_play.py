@@ -145,3 +145,20 @@ def test_a_noise_scale_estimated_with_the_state_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plug_and_play(model, jax.random.PRNGKey(0), y, sigma=0.3, num_steps=300)
+
+
+def test_an_improper_flat_latent_is_estimated_without_a_prior_tail_check():
+    """An ImproperUniform latent (no draws, no edge) goes through the support check."""
+    from numpyro.distributions import constraints
+
+    prior = GaussianMixtureDiffusion([[0.0, 0.0]], [[1.0, 1.0]], schedule=S)
+
+    def model(y):
+        x = diffusion_prior("x", prior)
+        shift = numpyro.sample("shift", dist.ImproperUniform(constraints.real, (), (2, 2)))
+        numpyro.sample("y", dist.Normal(x + shift.sum(0), 0.1).to_event(1), obs=y)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither an exception nor a warning
+        result = plug_and_play(model, jax.random.PRNGKey(0), jnp.ones(2), num_steps=20)
+    assert result.params["shift"].shape == (2, 2)

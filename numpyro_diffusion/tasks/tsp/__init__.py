@@ -11,6 +11,7 @@ from numpyro_diffusion.tasks.tsp.baselines import (
     nearest_neighbour,
     random_tour,
 )
+from numpyro_diffusion.tasks.tsp.compare import compare_methods, format_table, plot_solution
 from numpyro_diffusion.tasks.tsp.decode import distance_matrix, greedy_tour, two_opt
 from numpyro_diffusion.tasks.tsp.instances import (
     check_coords,
@@ -46,6 +47,9 @@ __all__ = [
     "EdgeImages",
     "adjacency_image",
     "check_coords",
+    "compare_methods",
+    "format_table",
+    "plot_solution",
     "distance_matrix",
     "edge_images",
     "farthest_insertion",
