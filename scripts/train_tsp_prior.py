@@ -1,9 +1,11 @@
 """Train the TSP image prior: an unconditional diffusion model of rendered LKH-3 tours.
 
-Resumable: the training state is saved every ``--save-every`` steps under ``--state``
-(outside the repository), and the model (EMA parameters) is written to ``--out`` after
-every segment, so an interrupted run continues where it stopped and the shipped prior
-can grow across sessions. Progress goes to stderr (redirect it to a log)::
+Resumable: the training state (parameters, Adam moments, EMA, losses, step) is saved
+every ``--save-every`` steps to ``--state`` (``checkpoints/training/``, committed with
+the repository so that any machine can continue), and the model (EMA parameters) is
+written to ``--out`` after every segment: an interrupted run continues where it
+stopped, and the shipped prior grows across sessions. Progress goes to stderr
+(redirect it to a log)::
 
     nohup python scripts/train_tsp_prior.py --steps 20000 > tsp_train.log 2>&1 &
 
@@ -71,7 +73,8 @@ def main(argv=None) -> None:
 
     name = f"tsp{args.cities}_{args.size}px"
     out = args.out or os.path.join(ROOT, "numpyro_diffusion", "checkpoints", f"{name}.npz")
-    state = args.state or os.path.join(args.cache, f"{name}.state.npz")
+    state = args.state or os.path.join(ROOT, "checkpoints", "training", f"{name}.state.npz")
+    os.makedirs(os.path.dirname(state), exist_ok=True)
     data = tour_images(args.cities, args.instances, args.size, args.cache)
     print(f"{len(data)} training images {data.shape[1:]}", file=sys.stderr, flush=True)
     network = nd.UNet(base_channels=args.base_channels, channel_mults=(1, 2, 2))
