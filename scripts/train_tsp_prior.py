@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--instances", type=int, default=10_000)
     parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--segment", type=int, default=1000, help="steps between model saves")
+    parser.add_argument("--segment", type=int, default=2000, help="steps between model saves")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--base-channels", type=int, default=32)
