@@ -14,6 +14,7 @@ gives the estimate's standard error.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -442,6 +443,22 @@ def _without_observations(model_fn):
     return model_without_observations
 
 
+def _keywords(cls: type) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+# the samplers' settings, as log_marginal_likelihood routes them (the rest is the model's)
+_SAMPLER_KEYWORDS = (_keywords(AnnealedSMC) | _keywords(AnnealedMCMC)) - {
+    "self",
+    "model",
+    "kernel",
+    "num_chains",
+    "num_particles",
+    "steps_per_level",
+    "options",
+}
+
+
 def log_marginal_likelihood(
     rng_key: Array,
     model: Any,
@@ -456,35 +473,18 @@ def log_marginal_likelihood(
     The difference of two annealed SMC normalisers over the same levels, of the
     model and of the model without its observed sites (``numpyro.factor`` and
     diffusion factors stay, as part of the prior): a trained energy's unknown
-    per-level constants cancel. ``args`` and ``kwargs`` go to the model; ``settings``
-    (``levels``, ``predictor``, ``num_runs``, ...) to :class:`AnnealedSMC`.
+    per-level constants cancel. Keywords that :class:`AnnealedSMC` or
+    :class:`AnnealedMCMC` take (``levels``, ``predictor``, ``num_runs``, ...) go to the
+    sampler; ``args`` and every other keyword go to the model.
     """
-    model_args = args
-    sampler_keys = {
-        "levels",
-        "step_size",
-        "target_accept",
-        "predictor",
-        "chain_method",
-        "progress_bar",
-        "resampling",
-        "ess_threshold",
-        "num_runs",
-        "adapt_fraction",
-        "num_integration_steps",
-        "damping",
-        "divergence_threshold",
-        "adapt_gamma",
-        "precondition",
-    }
-    sampler_settings = {k: settings.pop(k) for k in list(settings) if k in sampler_keys}
+    sampler_settings = {k: settings.pop(k) for k in list(settings) if k in _SAMPLER_KEYWORDS}
     model_fn, lead = as_numpyro_model(model)
     prior_fn = _without_observations(model_fn)
     with_key, without_key = jax.random.split(rng_key)
     estimates = []
     for fn, key in ((model_fn, with_key), (prior_fn, without_key)):
         smc = AnnealedSMC(fn, kernel, num_particles, steps_per_level, **sampler_settings)
-        smc.run(key, *lead, *model_args, **settings)
+        smc.run(key, *lead, *args, **settings)
         estimates.append((smc.log_normalizer, smc.log_normalizer_stderr))
     (with_obs, se_with), (without_obs, se_without) = estimates
     return with_obs - without_obs, float(np.hypot(se_with, se_without))
