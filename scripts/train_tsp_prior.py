@@ -23,6 +23,7 @@ import time
 import jax
 import numpy as np
 import optax
+from resumable import train_in_segments
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.path.join(os.path.expanduser("~"), ".cache", "numpyro_diffusion")
@@ -74,33 +75,23 @@ def main(argv=None) -> None:
     name = f"tsp{args.cities}_{args.size}px"
     out = args.out or os.path.join(ROOT, "numpyro_diffusion", "checkpoints", f"{name}.npz")
     state = args.state or os.path.join(ROOT, "checkpoints", "training", f"{name}.state.npz")
-    os.makedirs(os.path.dirname(state), exist_ok=True)
     data = tour_images(args.cities, args.instances, args.size, args.cache)
     print(f"{len(data)} training images {data.shape[1:]}", file=sys.stderr, flush=True)
-    network = nd.UNet(base_channels=args.base_channels, channel_mults=(1, 2, 2))
-    done = 0
-    if os.path.exists(state):
-        with np.load(state) as saved:
-            done = int(saved["step"])
-        print(f"resuming from step {done} ({state})", file=sys.stderr, flush=True)
-    while done < args.steps:
-        done = min(args.steps, done + args.segment)
-        model = nd.train(
-            network,
-            data,
-            schedule=nd.VPSchedule.linear(1000),
-            parameterization="eps",
-            num_steps=done,
-            batch_size=args.batch,
-            optimizer=optax.adam(2e-4),
-            rng_key=jax.random.PRNGKey(0),
-            ema_decay=0.999,
-            resume_path=state,
-            save_every=args.save_every,
-        )
-        nd.save(out, model)
-        recent = float(np.mean(model.training_losses[-200:]))
-        print(f"step {done}: loss {recent:.4f}; wrote {out}", file=sys.stderr, flush=True)
+    train_in_segments(
+        nd.UNet(base_channels=args.base_channels, channel_mults=(1, 2, 2)),
+        data,
+        out=out,
+        state=state,
+        steps=args.steps,
+        segment=args.segment,
+        schedule=nd.VPSchedule.linear(1000),
+        parameterization="eps",
+        batch_size=args.batch,
+        optimizer=optax.adam(2e-4),
+        rng_key=jax.random.PRNGKey(0),
+        ema_decay=0.999,
+        save_every=args.save_every,
+    )
 
 
 if __name__ == "__main__":

@@ -91,3 +91,14 @@ def test_tsp_quick(tmp_path):
         if name.endswith("+ 2-opt"):  # 2-opt never lengthens what it starts from
             assert row["gap"] <= rows[name[: -len(" + 2-opt")]]["gap"] + 1e-12
     assert (tmp_path / "tsp50_quick.md").exists() and (tmp_path / "tsp50_quick.png").exists()
+
+
+@pytest.mark.slow
+def test_segmentation_quick(tmp_path):
+    result = load("segmentation").main(["--quick", "--out", str(tmp_path)])
+    rows = {r["method"]: r for r in result["rows"]}
+    assert set(rows) == set(load("segmentation").METHODS)
+    for row in rows.values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
+    assert (tmp_path / "segmentation_B_quick.md").exists()
+    assert (tmp_path / "segmentation_B_quick_reliability.png").exists()

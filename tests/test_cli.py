@@ -82,3 +82,16 @@ def test_tsp_command_prints_the_gap_table_and_writes_the_figure(tmp_path, capsys
     with pytest.raises(ValueError, match="unit square"):
         np.save(tmp_path / "bad.npy", coords + 1.0)
         main(["tsp", "--input", str(tmp_path / "bad.npy")])
+
+
+@pytest.mark.slow
+def test_segment_command_scores_generated_images_and_writes_the_figure(tmp_path, capsys):
+    import numpy as np
+
+    out = tmp_path / "segment.png"
+    argv = ["segment", "--images", "1", "--method", "potts", "--output", str(out)]
+    assert main(argv) == 0
+    assert "pixel accuracy" in capsys.readouterr().out and out.exists()
+    np.save(tmp_path / "bad.npy", np.full((1, 32, 32, 3), 2.0))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        main(["segment", "--input", str(tmp_path / "bad.npy")])

@@ -26,6 +26,7 @@ def test_every_notebook_is_built_from_its_source():
         "02_diagnostics",
         "03_plug_and_play_digits",
         "04_smc_evidence",
+        "05_segmentation",
     }
     build = builder()
     for source in SOURCES:

@@ -1,0 +1,61 @@
+"""Plug-and-play segmentation of synthetic land cover (Graikos et al., section 4).
+
+Cities and label maps (:mod:`.landcover`), aerial images of them (:mod:`.aerial`), the
+posterior programs (:mod:`.posterior`), colour-only baselines (:mod:`.baselines`),
+scores (:mod:`.scores`), ``segment`` (:mod:`.segment`) and comparisons (:mod:`.compare`).
+"""
+
+from numpyro_diffusion.tasks.segmentation.aerial import one_hot_maps, render
+from numpyro_diffusion.tasks.segmentation.compare import (
+    LABELS,
+    compare_methods,
+    format_table,
+    plot_reliability,
+    plot_segmentation,
+    score,
+)
+from numpyro_diffusion.tasks.segmentation.landcover import (
+    CITIES,
+    CLASSES,
+    City,
+    generate_maps,
+)
+from numpyro_diffusion.tasks.segmentation.scores import (
+    expected_calibration_error,
+    mean_iou,
+    pixel_accuracy,
+    reliability,
+)
+from numpyro_diffusion.tasks.segmentation.segment import (
+    METHODS,
+    SegmentationResult,
+    check_images,
+    entropy,
+    load_segmentation_prior,
+    segment,
+)
+
+__all__ = [
+    "CITIES",
+    "CLASSES",
+    "City",
+    "LABELS",
+    "METHODS",
+    "SegmentationResult",
+    "check_images",
+    "compare_methods",
+    "entropy",
+    "expected_calibration_error",
+    "format_table",
+    "generate_maps",
+    "load_segmentation_prior",
+    "mean_iou",
+    "one_hot_maps",
+    "pixel_accuracy",
+    "plot_reliability",
+    "plot_segmentation",
+    "reliability",
+    "render",
+    "score",
+    "segment",
+]

@@ -1,0 +1,154 @@
+"""Segmentation as NumPyro programs over a label-map diffusion prior.
+
+:func:`appearance_model` is the Bayesian one: the relaxed label map ``x`` is a
+``diffusion_prior`` site, per-pixel class probabilities are ``softmax(sharpness * x)``,
+each image has latent class colours and scales with weak priors, and every pixel is a
+mixture of the class colour distributions. :func:`clustering_model` is Graikos et al.'s
+constraint variant: agreement with a colour clustering of the image (mutual
+information) and a coarse class-proportion prior, as ``numpyro.factor``s.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from jax import Array
+
+import numpyro_diffusion as nd
+
+__all__ = [
+    "class_probabilities",
+    "pixel_log_likelihood",
+    "pixel_responsibilities",
+    "appearance",
+    "appearance_model",
+    "clustering_model",
+    "label_shift",
+    "mutual_information",
+]
+
+
+def class_probabilities(x: Array, sharpness: float) -> Array:
+    """Per-pixel class probabilities ``(..., H, W, K)`` of a relaxed map ``x`` of the
+    same shape (one-hot maps scaled to [-1, 1] give nearly hard probabilities)."""
+    return jax.nn.softmax(sharpness * x, axis=-1)
+
+
+def _class_log_densities(images: Array, colours: Array, scales: Array) -> Array:
+    """``log N(y_p; colour_k, scale_k^2 I)`` ``(B, H, W, K)`` for images ``(B, H, W, 3)``,
+    colours ``(B, K, 3)`` and scales ``(B, K)``."""
+    component = dist.Normal(colours[:, None, None], scales[:, None, None, :, None])
+    return component.to_event(1).log_prob(images[..., None, :])
+
+
+def pixel_log_likelihood(probs: Array, images: Array, colours: Array, scales: Array) -> Array:
+    """``log sum_k probs_k N(y; colour_k, scale_k^2 I)`` per pixel, ``(B, H, W)``."""
+    return jax.nn.logsumexp(jnp.log(probs) + _class_log_densities(images, colours, scales), axis=-1)
+
+
+def pixel_responsibilities(probs: Array, images: Array, colours: Array, scales: Array) -> Array:
+    """The posterior class of each pixel given the map and the appearance, ``(B, H, W, K)``."""
+    return jax.nn.softmax(jnp.log(probs) + _class_log_densities(images, colours, scales), -1)
+
+
+def appearance(
+    colour_offsets: Array,
+    scale_offsets: Array,
+    colour_mean: Array,
+    colour_scale: float = 0.1,
+    scale_median: float = 0.06,
+) -> tuple[Array, Array]:
+    """Class colours ``(..., K, 3)`` and scales ``(..., K)`` from the standard normal
+    offsets of :func:`appearance_model`."""
+    colours = jnp.asarray(colour_mean) + colour_scale * colour_offsets
+    return colours, scale_median * jnp.exp(0.5 * scale_offsets)
+
+
+def appearance_model(
+    prior: Any,
+    images: Array,
+    colour_mean: Array,
+    colour_scale: float = 0.1,
+    scale_median: float = 0.06,
+    sharpness: float = 4.0,
+    proportions: Array | None = None,
+    source_proportions: Array | None = None,
+    concentration: float = 40.0,
+) -> None:
+    """Label maps ``x`` ``(B, H, W, K)`` under ``prior``; per image, class colours
+    ``(K, 3)`` ~ ``Normal(colour_mean, colour_scale)`` and scales ``(K,)`` ~
+    ``LogNormal(log scale_median, 0.5)``; pixels of ``images`` ``(B, H, W, 3)`` a
+    mixture of ``Normal(colour_k, scale_k)`` with weights ``softmax(sharpness x)``.
+
+    With ``proportions`` and ``source_proportions`` ``(K,)`` the prior is corrected for
+    label shift: its maps' class shares ``pi`` (``Dirichlet(concentration *
+    source_proportions)`` in the prior's training city) are reweighted to
+    ``Dirichlet(concentration * proportions)`` by a factor (:func:`label_shift`).
+
+    The appearance latents are sampled as standard normal offsets (sites
+    ``"colour_offsets"`` and ``"scale_offsets"``; ``"colours"`` and ``"scales"`` are
+    deterministic), so a sampler sees them at unit prior scale, like the map.
+    """
+    k = prior.event_shape[-1]
+    with numpyro.plate("images", images.shape[0]):
+        offsets = numpyro.sample("colour_offsets", dist.Normal(0.0, 1.0).expand((k, 3)).to_event(2))
+        log_offsets = numpyro.sample(
+            "scale_offsets", dist.Normal(0.0, 1.0).expand((k,)).to_event(1)
+        )
+        colours, scales = appearance(offsets, log_offsets, colour_mean, colour_scale, scale_median)
+        numpyro.deterministic("colours", colours)
+        numpyro.deterministic("scales", scales)
+        x = nd.diffusion_prior("labels", prior)
+        probs = class_probabilities(x, sharpness)
+        if proportions is not None:
+            numpyro.factor(
+                "label_shift", label_shift(probs, proportions, source_proportions, concentration)
+            )
+        mixture = dist.MixtureSameFamily(
+            dist.Categorical(probs),
+            dist.Normal(colours[:, None, None], scales[:, None, None, :, None]).to_event(1),
+        )
+        numpyro.sample("pixels", mixture.to_event(2), obs=images)
+
+
+def label_shift(probs: Array, proportions, source_proportions, concentration: float) -> Array:
+    """``log Dir(pi; c p) - log Dir(pi; c p_source)`` ``(B,)`` up to a constant, for the
+    class shares ``pi`` of ``probs`` ``(B, H, W, K)``."""
+    share = probs.mean(axis=(1, 2))
+    shift = jnp.asarray(proportions) - jnp.asarray(source_proportions)
+    return concentration * jnp.sum(shift * jnp.log(share + 1e-6), axis=-1)
+
+
+def mutual_information(clusters: Array, probs: Array) -> Array:
+    """Mutual information ``(B,)`` between hard clusters ``(B, H, W, C)`` (one-hot) and
+    classes drawn from ``probs`` ``(B, H, W, K)``, pixels uniform."""
+    joint = jnp.einsum("bhwc,bhwk->bck", clusters, probs) / (probs.shape[1] * probs.shape[2])
+    outer = joint.sum(-1, keepdims=True) * joint.sum(-2, keepdims=True)
+    return jnp.sum(joint * (jnp.log(joint + 1e-12) - jnp.log(outer + 1e-12)), axis=(-2, -1))
+
+
+def clustering_model(
+    prior: Any,
+    clusters: Array,
+    proportions: Array,
+    agreement_weight: float = 1.0,
+    proportion_weight: float = 1.0,
+    sharpness: float = 4.0,
+) -> None:
+    """Graikos et al.'s constraints on label maps ``x`` ``(B, H, W, K)`` under ``prior``:
+    ``agreement_weight * H * W * MI(clusters, classes)`` with a colour clustering
+    ``clusters`` ``(B, H, W, C)`` (one-hot) and ``-proportion_weight * H * W *
+    KL(proportions || mean class probabilities)`` with a coarse class prior
+    ``proportions`` ``(K,)``. The image enters only through ``clusters``."""
+    pixels = clusters.shape[1] * clusters.shape[2]
+    with numpyro.plate("images", clusters.shape[0]):
+        x = nd.diffusion_prior("labels", prior)
+        probs = class_probabilities(x, sharpness)
+        numpyro.factor("agreement", agreement_weight * pixels * mutual_information(clusters, probs))
+        mean = probs.mean(axis=(1, 2))
+        kl = jnp.sum(proportions * (jnp.log(proportions) - jnp.log(mean + 1e-12)), -1)
+        numpyro.factor("proportions", -proportion_weight * pixels * kl)

@@ -1,0 +1,294 @@
+"""``segment``: land-cover segmentation of RGB images with the label-map prior."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import numpyro_diffusion as nd
+from numpyro_diffusion.tasks.segmentation.baselines import colour_clustering, potts_smoothing
+from numpyro_diffusion.tasks.segmentation.landcover import CITIES, City
+from numpyro_diffusion.tasks.segmentation.posterior import (
+    appearance,
+    appearance_model,
+    class_probabilities,
+    clustering_model,
+    pixel_responsibilities,
+)
+
+__all__ = [
+    "METHODS",
+    "SegmentationResult",
+    "segment",
+    "check_images",
+    "load_segmentation_prior",
+    "entropy",
+]
+
+METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
+CHECKPOINTS = os.path.join(os.path.dirname(nd.__file__), "checkpoints")
+
+
+class SegmentationResult(NamedTuple):
+    labels: np.ndarray  # [B, H, W] the most probable class of each pixel
+    probs: np.ndarray  # [B, H, W, K] per-pixel class probabilities
+    colours: np.ndarray  # [B, K, 3] the class colours inferred (posterior mean or fit)
+    label_draws: np.ndarray | None  # [S, B, H, W] posterior draws (annealed only)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """Per-pixel entropy of ``probs`` in nats, ``(B, H, W)``."""
+        return entropy(self.probs)
+
+
+def entropy(probs) -> np.ndarray:
+    probs = np.asarray(probs)
+    return -np.sum(probs * np.log(np.clip(probs, 1e-12, 1.0)), axis=-1)
+
+
+def load_segmentation_prior(city: str = "A", size: int = 32) -> nd.DiffusionModel:
+    """The shipped label-map prior trained on ``city``'s maps at ``size`` pixels."""
+    path = os.path.join(CHECKPOINTS, f"landcover_{city}_{size}px.npz")
+    if not os.path.exists(path):
+        shipped = sorted(f for f in os.listdir(CHECKPOINTS) if f.startswith("landcover"))
+        raise FileNotFoundError(
+            f"no shipped land-cover prior for city {city!r} at {size} px (shipped: {shipped}); "
+            "train one with scripts/train_segmentation_prior.py or pass prior=..."
+        )
+    return nd.load(path)
+
+
+def check_images(images, size: tuple[int, int] | None = None) -> np.ndarray:
+    """``images`` as ``(B, H, W, 3)`` float32; raises on a wrong shape, NaN and values
+    outside [0, 1]."""
+    images = np.asarray(images, np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"images must have shape (B, H, W, 3) or (H, W, 3) (RGB, channels last), got "
+            f"{images.shape}."
+        )
+    if size is not None and images.shape[1:3] != tuple(size):
+        raise ValueError(
+            f"images are {images.shape[1]}x{images.shape[2]} but the prior's label maps are "
+            f"{size[0]}x{size[1]}; resize the images or pass a prior of their size."
+        )
+    bad = int(np.sum(~np.isfinite(images)))
+    if bad:
+        raise ValueError(f"images hold {bad} NaN or infinite values; give finite RGB values.")
+    if images.min() < 0.0 or images.max() > 1.0:
+        raise ValueError(
+            f"image values must lie in [0, 1], got [{images.min():.3g}, {images.max():.3g}]; "
+            "divide 8-bit images by 255."
+        )
+    return images
+
+
+def segment(
+    rng_key: jax.Array,
+    images,
+    *,
+    city: City | None = None,
+    method: str = "annealed",
+    prior: Any = None,
+    num_samples: int = 8,
+    levels: int = 50,
+    steps_per_level: int = 6,
+    kernel: str = "uhmc",
+    prior_city: City | None = None,
+    num_steps: int = 300,
+    colour_scale: float = 0.05,
+    sharpness: float = 4.0,
+    coupling: float = 1.0,
+    progress_bar: bool = False,
+) -> SegmentationResult:
+    """Segment RGB ``images`` ``(B, H, W, 3)`` in [0, 1] into the prior's classes.
+
+    ``city`` supplies only the weak priors: class colours ``Normal(city.palette,
+    colour_scale)`` per image (the images' true colours may differ) and the coarse
+    class proportions (for ``"constraints"``, and to correct the prior for label shift
+    from ``prior_city``, the city its maps came from, by default A); ``None`` takes
+    city A. Methods:
+
+    - ``"annealed"``: annealed MCMC (``kernel``, ``levels`` x ``steps_per_level``; MALA
+      and HMC on a score-only prior use the line-integral energy) on
+      :func:`appearance_model` with ``num_samples`` chains per image; ``probs`` is the
+      posterior mean of each pixel's class (its responsibility under each draw).
+    - ``"plug_and_play"``: Graikos et al.'s point estimate (``num_steps`` Adam steps) of
+      the same model; ``probs`` are the responsibilities at that point.
+    - ``"constraints"``: the paper's variant, plug-and-play on :func:`clustering_model`
+      (agreement with a k-means colour clustering, the city's class proportions).
+    - ``"clustering"`` and ``"potts"``: the colour-only baselines (Gaussian mixture with
+      the same colour priors; with Potts mean-field smoothing of ``coupling``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    prior = (
+        load_segmentation_prior()
+        if prior is None and method not in ("clustering", "potts")
+        else prior
+    )
+    city = CITIES["A"] if city is None else city
+    prior_city = CITIES["A"] if prior_city is None else prior_city
+    palette = np.asarray(city.palette, np.float32)
+    if prior is not None:
+        *size, k = prior.event_shape
+        if palette.shape != (k, 3):
+            raise ValueError(
+                f"the prior's label maps have {k} classes but city {city.name!r} has a palette "
+                f"of shape {palette.shape}; give a City with {k} colours (K, 3)."
+            )
+    else:
+        size, k = None, palette.shape[0]
+    images = check_images(images, size)
+    if method in ("clustering", "potts"):
+        probs, fit = colour_clustering(images, palette, colour_scale)
+        if method == "potts":
+            probs = potts_smoothing(fit, coupling)
+        return SegmentationResult(probs.argmax(-1), probs.astype(np.float32), fit.colours, None)
+    if method == "annealed":
+        return _annealed(
+            rng_key,
+            images,
+            prior,
+            palette,
+            num_samples,
+            levels,
+            steps_per_level,
+            kernel,
+            progress_bar,
+            _model_kwargs(city, prior_city, colour_scale, sharpness),
+        )
+    return _point_estimate(
+        rng_key,
+        images,
+        prior,
+        city,
+        method,
+        num_steps,
+        _model_kwargs(city, prior_city, colour_scale, sharpness),
+    )
+
+
+def _model_kwargs(city: City, prior_city: City, colour_scale: float, sharpness: float) -> dict:
+    """Keyword arguments of :func:`appearance_model`: the label-shift correction only
+    where the class proportions differ from the prior's city."""
+    kwargs = dict(colour_scale=colour_scale, sharpness=sharpness)
+    target = np.asarray(city.proportions, np.float32)
+    source = np.asarray(prior_city.proportions, np.float32)
+    if target.shape != source.shape:
+        raise ValueError(
+            f"city {city.name!r} has {target.size} class proportions, the prior's city "
+            f"{prior_city.name!r} {source.size}; give cities with the same classes."
+        )
+    if not np.allclose(target, source):
+        kwargs.update(
+            proportions=target, source_proportions=source, concentration=float(city.concentration)
+        )
+    return kwargs
+
+
+def _annealed(
+    key,
+    images,
+    prior,
+    palette,
+    num_samples,
+    levels,
+    steps_per_level,
+    kernel,
+    progress_bar,
+    model_kwargs,
+) -> SegmentationResult:
+    corrected = kernel in ("mala", "hmc") and prior.parameterization != "energy"
+    sampler = nd.AnnealedMCMC(
+        appearance_model,
+        kernel,
+        num_samples,
+        steps_per_level,
+        levels=levels,
+        progress_bar=progress_bar,
+        **({"energy": "line_integral"} if corrected else {}),
+    )
+    probs, colours, draws = [], [], []
+    for b, image in enumerate(images):
+        sampler.run(
+            jax.random.fold_in(key, b), prior, jnp.asarray(image[None]), palette, **model_kwargs
+        )
+        s = sampler.get_samples()
+        r, c = _responsibilities(s, image, palette, model_kwargs)  # (S, 1, H, W, K), (S, 1, K, 3)
+        probs.append(np.asarray(r.mean(0))[0])
+        colours.append(np.asarray(c.mean(0))[0])
+        draws.append(np.asarray(r.argmax(-1))[:, 0])
+    probs = np.stack(probs)
+    return SegmentationResult(probs.argmax(-1), probs, np.stack(colours), np.stack(draws, 1))
+
+
+def _responsibilities(values, image, palette, model_kwargs):
+    """Each pixel's class posterior given one draw (or estimate) of the map and the
+    colours, and those colours."""
+    colours, scales = appearance(
+        values["colour_offsets"], values["scale_offsets"], palette, model_kwargs["colour_scale"]
+    )
+    probs = class_probabilities(values["labels"], model_kwargs["sharpness"])
+    if probs.ndim == 5:  # draws
+        return jax.vmap(pixel_responsibilities, (0, None, 0, 0))(
+            probs, jnp.asarray(image[None]), colours, scales
+        ), colours
+    return pixel_responsibilities(probs, jnp.asarray(image[None]), colours, scales), colours
+
+
+def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs):
+    palette = np.asarray(city.palette, np.float32)
+    probs, colours = [], []
+    for b, image in enumerate(images):
+        k_run = jax.random.fold_in(key, b)
+        if method == "plug_and_play":
+            result = nd.plug_and_play(
+                appearance_model,
+                k_run,
+                prior,
+                jnp.asarray(image[None]),
+                palette,
+                num_steps=num_steps,
+                **model_kwargs,
+            )
+            r, c = _responsibilities(result.params, image, palette, model_kwargs)
+            colours.append(np.asarray(c)[0])
+        else:
+            clusters = _kmeans_clusters(image, palette.shape[0], seed=b)
+            result = nd.plug_and_play(
+                clustering_model,
+                k_run,
+                prior,
+                jnp.asarray(clusters[None]),
+                jnp.asarray(city.proportions, jnp.float32),
+                sharpness=model_kwargs["sharpness"],
+                num_steps=num_steps,
+            )
+            r = class_probabilities(result.params["labels"], model_kwargs["sharpness"])
+            colours.append(_class_means(image, np.asarray(r)[0]))
+        probs.append(np.asarray(r)[0])
+    probs = np.stack(probs)
+    return SegmentationResult(probs.argmax(-1), probs, np.stack(colours), None)
+
+
+def _kmeans_clusters(image: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
+    """One-hot k-means clusters ``(H, W, C)`` of an image's pixel colours."""
+    from sklearn.cluster import KMeans
+
+    pixels = image.reshape(-1, 3)
+    assignment = KMeans(num_clusters, n_init=4, random_state=seed).fit_predict(pixels)
+    return np.eye(num_clusters, dtype=np.float32)[assignment].reshape(*image.shape[:2], -1)
+
+
+def _class_means(image: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    weights = probs.reshape(-1, probs.shape[-1])
+    return (weights.T @ image.reshape(-1, 3)) / np.maximum(weights.sum(0)[:, None], 1e-9)

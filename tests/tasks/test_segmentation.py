@@ -1,0 +1,167 @@
+"""The segmentation task's pieces: land cover, rendering, the likelihood, baselines,
+scores and input checks (the end-to-end comparison is in test_segmentation_prior.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import numpyro_diffusion as nd
+from numpyro_diffusion.tasks import segmentation as seg
+from numpyro_diffusion.tasks.segmentation import baselines, posterior, scores
+from numpyro_diffusion.tasks.segmentation.landcover import ROAD
+
+
+@pytest.mark.parametrize("name", sorted(seg.CITIES))
+def test_each_city_covers_its_class_proportions(name):
+    city = seg.CITIES[name]
+    maps = seg.generate_maps(jax.random.PRNGKey(0), 200, city)
+    assert maps.shape == (200, 32, 32) and maps.dtype == np.int32
+    share = np.stack([np.mean(maps == k, axis=(1, 2)) for k in range(len(seg.CLASSES))], 1)
+    # per-map shares scatter (a Dirichlet); the mean's tolerance is 4 of its standard
+    # errors plus the area lost to rounding and layering (at most a few percent)
+    se = share.std(0, ddof=1) / np.sqrt(len(share))
+    np.testing.assert_array_less(np.abs(share.mean(0) - city.proportions), 4 * se + 0.02)
+
+
+def test_the_road_network_is_connected_and_maps_differ():
+    maps = seg.generate_maps(jax.random.PRNGKey(1), 20, seg.CITIES["A"])
+    for m in maps:
+        _, pieces = ndimage.label(m == ROAD, structure=np.ones((3, 3)))
+        assert pieces == 1
+    assert len({m.tobytes() for m in maps}) == 20
+    again = seg.generate_maps(jax.random.PRNGKey(1), 20, seg.CITIES["A"])
+    np.testing.assert_array_equal(maps, again)
+
+
+def test_a_new_city_needs_no_code():
+    city = seg.CITIES["B"]._replace(name="C", palette=np.full((6, 3), 0.5), river_probability=1.0)
+    maps = seg.generate_maps(jax.random.PRNGKey(2), 4, city, size=16)
+    images = seg.render(jax.random.PRNGKey(3), maps, city)
+    assert maps.shape == (4, 16, 16) and images.shape == (4, 16, 16, 3)
+    assert images.min() >= 0 and images.max() <= 1
+
+
+def test_rendered_colours_follow_the_palette():
+    city = seg.CITIES["B"]
+    maps = seg.generate_maps(jax.random.PRNGKey(4), 64, city)
+    images = seg.render(jax.random.PRNGKey(5), maps, city)
+    for k in range(len(seg.CLASSES)):
+        np.testing.assert_allclose(images[maps == k].mean(0), city.palette[k], atol=0.02)
+
+
+def test_the_pixel_likelihood_matches_a_hand_computation():
+    probs = jnp.array([[[[0.7, 0.3], [0.2, 0.8]]]])  # (B=1, H=1, W=2, K=2)
+    images = jnp.array([[[[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]]]])
+    colours = jnp.array([[[0.0, 0.2, 0.4], [0.5, 0.6, 0.5]]])
+    scales = jnp.array([[0.1, 0.2]])
+
+    def normal(y, m, s):
+        return np.prod(np.exp(-0.5 * ((y - m) / s) ** 2) / (s * np.sqrt(2 * np.pi)))
+
+    y, c = np.asarray(images)[0, 0], np.asarray(colours)[0]
+    expected = [
+        np.log(0.7 * normal(y[0], c[0], 0.1) + 0.3 * normal(y[0], c[1], 0.2)),
+        np.log(0.2 * normal(y[1], c[0], 0.1) + 0.8 * normal(y[1], c[1], 0.2)),
+    ]
+    got = posterior.pixel_log_likelihood(probs, images, colours, scales)
+    np.testing.assert_allclose(np.asarray(got)[0, 0], expected, rtol=1e-5)
+    r = np.asarray(posterior.pixel_responsibilities(probs, images, colours, scales))[0, 0]
+    np.testing.assert_allclose(
+        r[0, 0], 0.7 * normal(y[0], c[0], 0.1) / np.exp(expected[0]), rtol=1e-5
+    )
+
+
+def test_the_model_scores_the_pixels_with_that_likelihood():
+    import numpyro
+
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
+    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (4, 4, 2))
+    images = jax.random.uniform(jax.random.PRNGKey(1), (1, 4, 4, 3))
+    values = {
+        "labels": jax.random.normal(jax.random.PRNGKey(2), (1, 4, 4, 2)),
+        "colour_offsets": jax.random.normal(jax.random.PRNGKey(3), (1, 2, 3)),
+        "scale_offsets": jax.random.normal(jax.random.PRNGKey(4), (1, 2)),
+    }
+    mean = jnp.full((2, 3), 0.5)
+    model = numpyro.handlers.substitute(posterior.appearance_model, values)
+    trace = numpyro.handlers.trace(model).get_trace(prior, images, mean, colour_scale=0.1)
+    colours, scales = posterior.appearance(
+        values["colour_offsets"], values["scale_offsets"], mean, 0.1
+    )
+    np.testing.assert_allclose(trace["colours"]["value"], colours)
+    np.testing.assert_allclose(
+        trace["scales"]["value"], 0.06 * np.exp(0.5 * values["scale_offsets"])
+    )
+    pixels = trace["pixels"]["fn"].log_prob(images)
+    probs = posterior.class_probabilities(values["labels"], 4.0)
+    expected = posterior.pixel_log_likelihood(probs, images, colours, scales)
+    np.testing.assert_allclose(pixels, expected.sum((1, 2)), rtol=1e-5)
+
+
+def test_mutual_information_of_identical_and_independent_labellings():
+    labels = np.arange(16).reshape(1, 4, 4) % 4
+    one_hot = np.eye(4)[labels]
+    mi = posterior.mutual_information(jnp.asarray(one_hot), jnp.asarray(one_hot))
+    np.testing.assert_allclose(mi, np.log(4), rtol=1e-5)
+    uniform = jnp.full((1, 4, 4, 3), 1 / 3)
+    np.testing.assert_allclose(
+        posterior.mutual_information(jnp.asarray(one_hot), uniform), 0, atol=1e-6
+    )
+
+
+def test_scores_on_a_known_labelling():
+    truth = np.array([[[0, 0], [1, 2]]])
+    labels = np.array([[[0, 1], [1, 2]]])
+    np.testing.assert_allclose(scores.pixel_accuracy(labels, truth), [0.75])
+    # IoU: class 0 1/2, class 1 1/2, class 2 1
+    np.testing.assert_allclose(scores.mean_iou(labels, truth, 3), [2 / 3])
+    probs = np.eye(3)[labels] * 0.8 + 0.1 * (1 - np.eye(3)[labels])
+    # every pixel at confidence 0.8, accuracy 0.75
+    np.testing.assert_allclose(scores.expected_calibration_error(probs, truth), 0.05, rtol=1e-5)
+
+
+def test_colour_clustering_recovers_well_separated_classes():
+    city = seg.CITIES["A"]
+    maps = seg.generate_maps(jax.random.PRNGKey(6), 4, city)
+    images = seg.render(jax.random.PRNGKey(7), maps, city)
+    probs, fit = baselines.colour_clustering(images, city.palette)
+    assert scores.pixel_accuracy(probs.argmax(-1), maps).mean() > 0.95
+    smoothed = baselines.potts_smoothing(fit, coupling=1.0)
+    np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-6)
+    matched = baselines.matched_clustering(images, maps, 6)
+    assert scores.pixel_accuracy(matched.argmax(-1), maps).mean() > 0.8
+
+
+def test_bad_images_get_clear_errors():
+    city = seg.CITIES["A"]
+    good = np.full((1, 8, 8, 3), 0.5)
+    with pytest.raises(ValueError, match="RGB"):
+        seg.segment(jax.random.PRNGKey(0), np.zeros((1, 8, 8)), method="clustering")
+    with pytest.raises(ValueError, match="NaN"):
+        seg.segment(jax.random.PRNGKey(0), np.where(good > 0, np.nan, good), method="clustering")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        seg.segment(jax.random.PRNGKey(0), 255 * good, method="clustering")
+    with pytest.raises(ValueError, match="unknown method"):
+        seg.segment(jax.random.PRNGKey(0), good, method="kmeans")
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 5)), jnp.zeros((1,), jnp.int32))
+    five = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 5))
+    with pytest.raises(ValueError, match="5 classes"):
+        seg.segment(jax.random.PRNGKey(0), good, city=city, prior=five, method="plug_and_play")
+    six = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (16, 16, 6))
+    with pytest.raises(ValueError, match="resize"):
+        seg.segment(jax.random.PRNGKey(0), good, city=city, prior=six, method="plug_and_play")
+    with pytest.raises(ValueError, match="labels must lie"):
+        seg.render(jax.random.PRNGKey(0), np.full((1, 4, 4), 6), city)
+
+
+def test_label_shift_reweights_the_class_shares_between_dirichlets():
+    probs = jnp.asarray(np.eye(3)[np.array([[[0, 0], [1, 2]]])])  # shares 0.5, 0.25, 0.25
+    target, source = np.array([0.2, 0.3, 0.5]), np.array([0.5, 0.25, 0.25])
+    got = posterior.label_shift(probs, target, source, concentration=10.0)
+    share = np.array([0.5, 0.25, 0.25]) + 1e-6
+    np.testing.assert_allclose(got, [10.0 * np.sum((target - source) * np.log(share))], rtol=1e-5)
+    assert float(posterior.label_shift(probs, source, source, 10.0)[0]) == 0.0
