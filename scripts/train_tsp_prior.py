@@ -22,11 +22,7 @@ import time
 
 import jax
 import numpy as np
-import optax
-from resumable import train_in_segments
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(os.path.expanduser("~"), ".cache", "numpyro_diffusion")
+from resumable import add_training_arguments, square_symmetries, train_image_prior
 
 
 def tour_images(cities: int, instances: int, size: int, cache: str, seed: int = 0) -> np.ndarray:
@@ -48,9 +44,7 @@ def tour_images(cities: int, instances: int, size: int, cache: str, seed: int = 
             flush=True,
         )
     images = tsp.render_tours(coords, np.concatenate(tours), size=size)
-    views = [np.rot90(images, r, axes=(1, 2)) for r in range(4)]
-    views += [v[:, :, ::-1] for v in views]
-    data = np.concatenate(views).astype(np.float32)
+    data = square_symmetries(images).astype(np.float32)
     np.save(path, data)
     return data
 
@@ -58,40 +52,13 @@ def tour_images(cities: int, instances: int, size: int, cache: str, seed: int = 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cities", type=int, default=50)
-    parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--instances", type=int, default=10_000)
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--segment", type=int, default=2000, help="steps between model saves")
-    parser.add_argument("--save-every", type=int, default=250)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--base-channels", type=int, default=32)
-    parser.add_argument("--cache", default=CACHE)
-    parser.add_argument("--out", default=None)
-    parser.add_argument("--state", default=None)
+    add_training_arguments(parser, steps=20_000, segment=2000)
     args = parser.parse_args(argv)
 
-    import numpyro_diffusion as nd
-
-    name = f"tsp{args.cities}_{args.size}px"
-    out = args.out or os.path.join(ROOT, "numpyro_diffusion", "checkpoints", f"{name}.npz")
-    state = args.state or os.path.join(ROOT, "checkpoints", "training", f"{name}.state.npz")
     data = tour_images(args.cities, args.instances, args.size, args.cache)
     print(f"{len(data)} training images {data.shape[1:]}", file=sys.stderr, flush=True)
-    train_in_segments(
-        nd.UNet(base_channels=args.base_channels, channel_mults=(1, 2, 2)),
-        data,
-        out=out,
-        state=state,
-        steps=args.steps,
-        segment=args.segment,
-        schedule=nd.VPSchedule.linear(1000),
-        parameterization="eps",
-        batch_size=args.batch,
-        optimizer=optax.adam(2e-4),
-        rng_key=jax.random.PRNGKey(0),
-        ema_decay=0.999,
-        save_every=args.save_every,
-    )
+    train_image_prior(data, args, f"tsp{args.cities}_{args.size}px", learning_rate=2e-4)
 
 
 if __name__ == "__main__":

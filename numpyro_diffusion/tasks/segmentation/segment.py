@@ -153,6 +153,7 @@ def segment(
         if method == "potts":
             probs = potts_smoothing(fit, coupling)
         return SegmentationResult(probs.argmax(-1), probs.astype(np.float32), fit.colours, None)
+    model_kwargs = _model_kwargs(city, prior_city, colour_scale, sharpness)
     if method == "annealed":
         return _annealed(
             rng_key,
@@ -164,7 +165,7 @@ def segment(
             steps_per_level,
             kernel,
             progress_bar,
-            _model_kwargs(city, prior_city, colour_scale, sharpness),
+            model_kwargs,
         )
     return _point_estimate(
         rng_key,
@@ -173,7 +174,7 @@ def segment(
         city,
         method,
         num_steps,
-        _model_kwargs(city, prior_city, colour_scale, sharpness),
+        model_kwargs,
     )
 
 
