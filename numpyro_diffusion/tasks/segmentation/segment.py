@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import jax
@@ -19,6 +18,7 @@ from numpyro_diffusion.tasks.segmentation.posterior import (
     clustering_model,
     pixel_responsibilities,
 )
+from numpyro_diffusion.tasks.shipped import load_shipped_prior
 
 __all__ = [
     "METHODS",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
-CHECKPOINTS = os.path.join(os.path.dirname(nd.__file__), "checkpoints")
 
 
 class SegmentationResult(NamedTuple):
@@ -52,14 +51,12 @@ def entropy(probs) -> np.ndarray:
 
 def load_segmentation_prior(city: str = "A", size: int = 32) -> nd.DiffusionModel:
     """The shipped label-map prior trained on ``city``'s maps at ``size`` pixels."""
-    path = os.path.join(CHECKPOINTS, f"landcover_{city}_{size}px.npz")
-    if not os.path.exists(path):
-        shipped = sorted(f for f in os.listdir(CHECKPOINTS) if f.startswith("landcover"))
-        raise FileNotFoundError(
-            f"no shipped land-cover prior for city {city!r} at {size} px (shipped: {shipped}); "
-            "train one with scripts/train_segmentation_prior.py or pass prior=..."
-        )
-    return nd.load(path)
+    return load_shipped_prior(
+        f"landcover_{city}_{size}px",
+        "landcover",
+        f"land-cover prior for city {city!r} at {size} px",
+        "scripts/train_segmentation_prior.py",
+    )
 
 
 def check_images(images, size: tuple[int, int] | None = None) -> np.ndarray:

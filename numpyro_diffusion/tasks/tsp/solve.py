@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, NamedTuple
 
 import jax
@@ -15,6 +14,7 @@ from jax import Array
 from numpyro.distributions import constraints
 
 import numpyro_diffusion as nd
+from numpyro_diffusion.tasks.shipped import load_shipped_prior
 from numpyro_diffusion.tasks.tsp.decode import greedy_tour
 from numpyro_diffusion.tasks.tsp.decode import two_opt as improve_by_two_opt
 from numpyro_diffusion.tasks.tsp.instances import check_coords, tour_length
@@ -26,7 +26,6 @@ METHODS = ("plug_and_play", "annealed")
 # Large, momentum-free steps on the logits (each step's denoising gradient is noisy and
 # the relaxation must move far from uniform within a few hundred steps).
 PNP_OPTIMIZER = optax.adam(optax.linear_schedule(0.1, 0.01, 1000), b1=0.0, b2=0.9)
-CHECKPOINTS = os.path.join(os.path.dirname(nd.__file__), "checkpoints")
 
 
 class TSPResult(NamedTuple):
@@ -65,14 +64,12 @@ def relaxation_model(
 
 def load_tsp_prior(num_cities: int = 50, size: int = 32):
     """The shipped prior for tours of ``num_cities`` cities at ``size`` pixels."""
-    path = os.path.join(CHECKPOINTS, f"tsp{num_cities}_{size}px.npz")
-    if not os.path.exists(path):
-        shipped = sorted(f for f in os.listdir(CHECKPOINTS) if f.startswith("tsp"))
-        raise FileNotFoundError(
-            f"no shipped TSP prior for {num_cities} cities at {size} px (shipped: {shipped}); "
-            "train one with scripts/train_tsp_prior.py or pass prior=..."
-        )
-    return nd.load(path)
+    return load_shipped_prior(
+        f"tsp{num_cities}_{size}px",
+        "tsp",
+        f"TSP prior for {num_cities} cities at {size} px",
+        "scripts/train_tsp_prior.py",
+    )
 
 
 def solve(
