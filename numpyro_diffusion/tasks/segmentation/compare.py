@@ -37,19 +37,24 @@ LABELS = {
 }
 
 
+def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    n = len(values)
+    se = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return float(values.mean()), float(se)
+
+
 def score(name: str, probs, truth, seconds: float) -> dict:
     """Mean and standard error over images of accuracy and mean IoU, and the ECE."""
     probs, truth = np.asarray(probs), np.asarray(truth)
     labels = probs.argmax(-1)
-    acc = pixel_accuracy(labels, truth)
-    iou = mean_iou(labels, truth, probs.shape[-1])
-    se = np.sqrt(len(acc)) if len(acc) > 1 else np.nan
+    accuracy, accuracy_se = _mean_and_se(pixel_accuracy(labels, truth))
+    miou, miou_se = _mean_and_se(mean_iou(labels, truth, probs.shape[-1]))
     return dict(
         method=name,
-        accuracy=float(acc.mean()),
-        accuracy_se=float(acc.std(ddof=1) / se) if len(acc) > 1 else float("nan"),
-        miou=float(iou.mean()),
-        miou_se=float(iou.std(ddof=1) / se) if len(acc) > 1 else float("nan"),
+        accuracy=accuracy,
+        accuracy_se=accuracy_se,
+        miou=miou,
+        miou_se=miou_se,
         ece=expected_calibration_error(probs, truth),
         seconds=seconds,
     )
