@@ -36,7 +36,7 @@ def test_one_process_needs_no_gathering():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sampler", ["mcmc", "smc"])
+@pytest.mark.parametrize("sampler", ["mcmc", "smc", "pnp"])
 def test_two_processes_give_the_draws_of_one(tmp_path, sampler):
     flags = ["--chains", "64", "--levels", "20", "--sampler", sampler, "--no-precondition"]
     out = tmp_path / "draws.npz"
@@ -76,9 +76,14 @@ def test_two_processes_give_the_draws_of_one(tmp_path, sampler):
         assert p.returncode == 0, log[-3000:]
     assert "2 process(es), 2 device(s)" in logs[0] and "process(es)" not in logs[1]
     distributed = np.load(out)
+    module = script()
+    if sampler == "pnp":
+        single = module.plug_and_play(module.parse(["--quiet", *flags]), "vectorized", 0)
+        assert distributed["x"].shape == (64, 2)
+        np.testing.assert_allclose(distributed["x"], single["x"], rtol=1e-4, atol=1e-4)
+        return
     idata = az.from_netcdf(tmp_path / "draws.nc")  # process 0's ArviZ view of the whole run
     assert idata.posterior.sizes["chain"] == 64 and "level_stats" in idata.groups()
-    module = script()
     single = module.build_sampler(module.parse(["--quiet", *flags]), "vectorized")
     single.run(jax.random.PRNGKey(0), np.asarray(module.DATA, np.float32))
     # The same per-chain keys and arithmetic, compiled for another device count: XLA's

@@ -162,3 +162,89 @@ def test_an_improper_flat_latent_is_estimated_without_a_prior_tail_check():
         warnings.simplefilter("error")  # neither an exception nor a warning
         result = plug_and_play(model, jax.random.PRNGKey(0), jnp.ones(2), num_steps=20)
     assert result.params["shift"].shape == (2, 2)
+
+
+def observed_with_prior(prior, y):
+    x = diffusion_prior("x", prior)
+    numpyro.sample("y", dist.Normal(x[0], 0.05), obs=y)
+
+
+def test_a_batch_of_problems_in_one_program_equals_them_one_by_one():
+    module = importlib.import_module("numpyro_diffusion.infer.plug_and_play")
+    ys = jnp.asarray([1.2, -0.4, 0.3])
+    key = jax.random.PRNGKey(4)
+    batched = plug_and_play(observed_with_prior, key, PRIOR, ys, num_steps=200, in_axes=(None, 0))
+    assert batched.params["x"].shape == (3, 2) and batched.losses.shape == (3, 200)
+    np.testing.assert_allclose(batched.params["x"][:, 0], ys, atol=0.05)  # each its own datum
+    for b, k in enumerate(jax.random.split(key, 3)):
+        alone = plug_and_play(observed_with_prior, k, PRIOR, ys[b], num_steps=200)
+        np.testing.assert_allclose(batched.params["x"][b], alone.params["x"], atol=1e-4)
+    module._CACHE.clear()
+    for i in range(2):  # new data of the same batch shape: one compilation
+        plug_and_play(observed_with_prior, key, PRIOR, ys + i, num_steps=20, in_axes=(None, 0))
+    (run,) = module._CACHE.values()
+    assert run._cache_size() == 1
+
+
+def test_batched_arguments_are_checked():
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(ValueError, match="one per argument"):
+        plug_and_play(observed_with_prior, key, PRIOR, jnp.zeros(3), num_steps=5, in_axes=(0,))
+    with pytest.raises(ValueError, match="0 \\(batched\\) or None"):
+        plug_and_play(observed_with_prior, key, PRIOR, jnp.zeros(3), num_steps=5, in_axes=(None, 1))
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        plug_and_play(
+            observed_with_prior,
+            key,
+            PRIOR,
+            jnp.zeros(3),
+            num_steps=5,
+            in_axes=(None, 0),
+            init_values={"x": jnp.zeros((4, 2))},
+        )
+    with pytest.raises(ValueError, match="leading batch axis"):
+        plug_and_play(observed_with_prior, key, PRIOR, 0.5, num_steps=5, in_axes=(None, 0))
+    with pytest.raises(ValueError, match="observed site 'y' has 1 NaN"):
+        plug_and_play(
+            observed_with_prior,
+            key,
+            PRIOR,
+            jnp.asarray([0.0, jnp.nan]),
+            num_steps=5,
+            in_axes=(None, 0),
+        )
+
+
+def test_a_sharded_batch_equals_the_vectorised_one():
+    ys = jnp.linspace(-1.0, 1.0, 8)
+    key = jax.random.PRNGKey(5)
+    run = {
+        method: plug_and_play(
+            observed_with_prior,
+            key,
+            PRIOR,
+            ys,
+            num_steps=50,
+            in_axes=(None, 0),
+            chain_method=method,
+        )
+        for method in ("vectorized", "sharded")
+    }
+    assert len(run["sharded"].params["x"].sharding.device_set) == jax.device_count()
+    np.testing.assert_allclose(
+        run["sharded"].params["x"], run["vectorized"].params["x"], rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="divisible by the"):
+        plug_and_play(
+            observed_with_prior,
+            key,
+            PRIOR,
+            ys[:3],
+            num_steps=5,
+            in_axes=(None, 0),
+            chain_method="sharded",
+        )
+    with pytest.raises(ValueError, match="give in_axes"):
+        plug_and_play(PRIOR, key, num_steps=5, chain_method="sharded")
+    with pytest.raises(ValueError, match="unknown chain_method"):
+        plug_and_play(PRIOR, key, num_steps=5, chain_method="pmap")

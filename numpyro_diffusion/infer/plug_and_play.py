@@ -30,6 +30,7 @@ from numpyro.infer.util import potential_energy
 from numpyro.primitives import Messenger
 
 from numpyro_diffusion.infer.arguments import split_arguments
+from numpyro_diffusion.infer.multihost import gather, shard_chains
 from numpyro_diffusion.infer.potential import (
     as_numpyro_model,
     check_observations,
@@ -124,6 +125,8 @@ def plug_and_play(
     optimizer: optax.GradientTransformation | None = None,
     constraint_weight: float | Callable[[Array], Array] = 1.0,
     init_values: dict[str, Array] | None = None,
+    in_axes: tuple[int | None, ...] | None = None,
+    chain_method: str = "vectorized",
     **model_kwargs: Any,
 ) -> PlugAndPlayResult:
     """Graikos et al.'s plug-and-play point estimate for a NumPyro model.
@@ -153,11 +156,22 @@ def plug_and_play(
     init_values
         Optional starting values by site name (constrained); other diffusion sites
         start from ``N(0, I)`` and other sites as NumPyro's ``init_to_uniform``.
+    in_axes
+        Solve a batch of independent problems in one compiled program (as
+        ``jax.vmap``): one entry per model argument, ``0`` where the argument's arrays
+        carry a leading batch axis of ``B`` problems, ``None`` where it is shared (a
+        diffusion model, say). ``init_values`` then carry the batch axis too; keyword
+        arguments are shared; each problem draws its own noise from ``rng_key``.
+    chain_method
+        With ``in_axes``: ``"vectorized"`` (the batch on one device) or ``"sharded"``
+        (the batch split over every device of every process, as ``AnnealedMCMC``
+        shards chains; the results are gathered to every process).
 
     Returns
     -------
     :class:`PlugAndPlayResult` with ``params`` (constrained values by site name),
-    ``losses`` ``(num_steps,)`` and the ``levels`` used.
+    ``losses`` ``(num_steps,)`` and the ``levels`` used; with ``in_axes``, ``params``
+    and ``losses`` gain a leading axis ``B``.
 
     A point estimate of a latent scale jointly with the state it scales (an unknown
     noise level ``sigma`` of ``y ~ Normal(x, sigma)``) degenerates: once ``x`` fits ``y``
@@ -168,11 +182,24 @@ def plug_and_play(
     """
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}.")
+    if chain_method not in ("vectorized", "sharded"):
+        raise ValueError(
+            f"unknown chain_method {chain_method!r}; expected 'vectorized' or 'sharded'."
+        )
+    if chain_method == "sharded" and in_axes is None:
+        raise ValueError("chain_method='sharded' splits a batch: give in_axes as well.")
     model_fn, lead = as_numpyro_model(model)
     args = (*lead, *model_args)
+    batch = None
+    if in_axes is not None:
+        batch = _Batch.of(args, (None,) * len(lead), in_axes, init_values)
     if optimizer is None:
         optimizer = _default_optimizer(int(num_steps))
-    levels = _levels(model_fn, t_schedule, num_steps, args, model_kwargs)
+    first = args if batch is None else batch.problem(args, 0)
+    levels = _levels(model_fn, t_schedule, num_steps, first, model_kwargs)
+    if batch is not None:
+        for b in batch.nonfinite_problems(args):  # names the observed site, if it is one
+            _levels(model_fn, t_schedule, num_steps, batch.problem(args, b), model_kwargs)
     weights = jnp.asarray(
         [constraint_weight(i) for i in range(num_steps)]
         if callable(constraint_weight)
@@ -180,19 +207,108 @@ def plug_and_play(
         jnp.float32,
     )
     split = split_arguments((args, init_values or {}), model_kwargs)
-    key = (model_fn, int(num_steps), optimizer, split.key)
-    run = _CACHE.pop(key, None) or _compile(model_fn, optimizer, int(num_steps), split.rebuild)
+    key = (model_fn, int(num_steps), optimizer, split.key, in_axes)
+    run = _CACHE.pop(key, None)
+    axes = None if batch is None else batch.leaf_axes(args, init_values or {}, model_kwargs, split)
+    if run is None:
+        run = _program(model_fn, optimizer, int(num_steps), split.rebuild)
+        if batch is not None:
+            run = jax.vmap(run, in_axes=(0, None, None, axes))
+        run = jax.jit(run)
     _CACHE[key] = run
     while len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
-    params, losses = run(rng_key, levels, weights, split.dynamic)
-    _warn_at_support_edge(model_fn, args, model_kwargs, params)
+    if batch is None:
+        params, losses = run(rng_key, levels, weights, split.dynamic)
+        _warn_at_support_edge(model_fn, args, model_kwargs, params)
+    else:
+        keys = jax.random.split(rng_key, batch.size)
+        dynamic = split.dynamic
+        if chain_method == "sharded":
+            if batch.size % jax.device_count():
+                raise ValueError(
+                    f"chain_method='sharded' needs the batch ({batch.size}) divisible by the "
+                    f"{jax.device_count()} devices; pad it or use 'vectorized'."
+                )
+            (keys,) = shard_chains(keys)
+            dynamic = [
+                shard_chains(x)[0] if ax == 0 else x for x, ax in zip(dynamic, axes, strict=True)
+            ]
+        params, losses = gather(run(keys, levels, weights, dynamic))
+        for b in range(batch.size):
+            one = jax.tree.map(lambda x, b=b: x[b], params)
+            if _warn_at_support_edge(model_fn, batch.problem(args, b), model_kwargs, one):
+                break
     return PlugAndPlayResult(params, losses, levels)
 
 
-def _warn_at_support_edge(model_fn, args, kwargs, params, num_prior_draws=2000):
+class _Batch(NamedTuple):
+    """Which model arguments carry the leading batch axis of independent problems."""
+
+    axes: tuple[int | None, ...]  # per argument (the bare model's lead included)
+    size: int
+
+    @classmethod
+    def of(cls, args, lead_axes, in_axes, init_values) -> _Batch:
+        in_axes = tuple(in_axes)
+        if len(in_axes) != len(args) - len(lead_axes):
+            raise ValueError(
+                f"in_axes has {len(in_axes)} entries for {len(args) - len(lead_axes)} model "
+                "arguments: give one per argument (0 batched, None shared)."
+            )
+        if any(a not in (0, None) for a in in_axes):
+            raise ValueError(f"in_axes entries must be 0 (batched) or None (shared): {in_axes}.")
+        axes = (*lead_axes, *in_axes)
+        batched = [a for a, ax in zip(args, axes, strict=True) if ax == 0]
+        batched.append(init_values or {})
+        sizes = set()
+        for leaf in jax.tree.leaves(batched):
+            if not isinstance(leaf, (jax.Array, np.ndarray)) or np.ndim(leaf) == 0:
+                raise ValueError(
+                    f"a batched argument (in_axes 0) or init value holds {type(leaf).__name__} "
+                    f"of shape {np.shape(leaf)}: every leaf needs a leading batch axis."
+                )
+            sizes.add(np.shape(leaf)[0])
+        if len(sizes) != 1:
+            raise ValueError(
+                f"the batched arguments disagree on the batch size: leading axes {sorted(sizes)}."
+                if sizes
+                else "in_axes batches no argument: mark at least one argument 0."
+            )
+        return cls(axes, sizes.pop())
+
+    def problem(self, args: tuple, b: int) -> tuple:
+        """The arguments of problem ``b``."""
+        return tuple(
+            a if ax is None else jax.tree.map(lambda x: x[b], a)
+            for a, ax in zip(args, self.axes, strict=True)
+        )
+
+    def nonfinite_problems(self, args: tuple) -> list[int]:
+        """Problems whose batched floating-point arguments hold NaN or inf."""
+        bad = np.zeros(self.size, bool)
+        for a, ax in zip(args, self.axes, strict=True):
+            for leaf in jax.tree.leaves(a) if ax == 0 else ():
+                leaf = np.asarray(leaf)
+                if np.issubdtype(leaf.dtype, np.inexact):
+                    bad |= ~np.isfinite(leaf.reshape(self.size, -1)).all(axis=1)
+        return list(np.flatnonzero(bad))
+
+    def leaf_axes(self, args, init_values, kwargs, split) -> list[int | None]:
+        """The batch axis of every traced leaf of ``split`` (same order)."""
+        axes = [ax for a, ax in zip(args, self.axes, strict=True) for _ in jax.tree.leaves(a)]
+        axes += [0] * len(jax.tree.leaves(init_values)) + [None] * len(jax.tree.leaves(kwargs))
+        leaves = jax.tree.leaves(((args, init_values), kwargs))
+        dynamic = [isinstance(x, (jax.Array, np.ndarray)) for x in leaves]
+        axes = [ax for ax, d in zip(axes, dynamic, strict=True) if d]
+        assert len(axes) == len(split.dynamic)
+        return axes
+
+
+def _warn_at_support_edge(model_fn, args, kwargs, params, num_prior_draws=2000) -> bool:
     """Warn when a bounded non-diffusion latent ends beyond its prior's 1 % tail with its
-    log-density still rising toward the edge of its support (no interior optimum)."""
+    log-density still rising toward the edge of its support (no interior optimum); say
+    whether it did."""
     with (
         handlers.block(),
         handlers.trace() as trace,
@@ -243,6 +359,8 @@ def _warn_at_support_edge(model_fn, args, kwargs, params, num_prior_draws=2000):
                 "(AnnealedMCMC gives its posterior).",
                 stacklevel=3,
             )
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=16)
@@ -250,12 +368,13 @@ def _default_optimizer(num_steps: int) -> optax.GradientTransformation:
     return optax.adam(optax.cosine_decay_schedule(0.1, num_steps, alpha=0.01))
 
 
-def _compile(model_fn: Callable, optimizer, num_steps: int, rebuild: Callable) -> Callable:
+def _program(model_fn: Callable, optimizer, num_steps: int, rebuild: Callable) -> Callable:
+    """The optimisation as a pure function of (key, levels, weights, traced leaves)."""
+
     def wrapped(t, key, weight, *args, **kwargs):
         with noise_level(t), _denoising(key, weight):
             return model_fn(*args, **kwargs)
 
-    @jax.jit
     def run(rng_key, levels, weights, dynamic):
         (args, init_values), kwargs = rebuild(dynamic)
         guide = AutoDelta(wrapped, init_loc_fn=init_to_diffusion_noise(values=init_values))
