@@ -165,3 +165,30 @@ def test_label_shift_reweights_the_class_shares_between_dirichlets():
     share = np.array([0.5, 0.25, 0.25]) + 1e-6
     np.testing.assert_allclose(got, [10.0 * np.sum((target - source) * np.log(share))], rtol=1e-5)
     assert float(posterior.label_shift(probs, source, source, 10.0)[0]) == 0.0
+
+
+@pytest.mark.parametrize("method", ["plug_and_play", "constraints"])
+def test_point_estimates_of_a_batch_of_images_shard_over_devices(method):
+    """A tiny random prior: this checks the batching, not the segmentation."""
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 6)), jnp.zeros((1,), jnp.int32))
+    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 6))
+    city = seg.CITIES["B"]
+    images = seg.render(
+        jax.random.PRNGKey(1), seg.generate_maps(jax.random.PRNGKey(2), 4, city, size=8), city
+    )
+    results = [
+        seg.segment(
+            jax.random.PRNGKey(3),
+            images,
+            city=city,
+            prior=prior,
+            method=method,
+            num_steps=10,
+            chain_method=chain_method,
+        )
+        for chain_method in ("vectorized", "sharded")
+    ]
+    assert results[0].probs.shape == (4, 8, 8, 6) and results[0].colours.shape == (4, 6, 3)
+    np.testing.assert_allclose(results[0].probs.sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(results[1].probs, results[0].probs, atol=1e-4)

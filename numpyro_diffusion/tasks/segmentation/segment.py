@@ -103,6 +103,7 @@ def segment(
     sharpness: float = 4.0,
     coupling: float = 1.0,
     progress_bar: bool = False,
+    chain_method: str = "vectorized",
 ) -> SegmentationResult:
     """Segment RGB ``images`` ``(B, H, W, 3)`` in [0, 1] into the prior's classes.
 
@@ -122,6 +123,9 @@ def segment(
       (agreement with a k-means colour clustering, the city's class proportions).
     - ``"clustering"`` and ``"potts"``: the colour-only baselines (Gaussian mixture with
       the same colour priors; with Potts mean-field smoothing of ``coupling``).
+
+    ``chain_method="sharded"`` splits each image's chains (``"annealed"``) or the batch
+    of images (the point estimates) over every device of every process.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
@@ -163,15 +167,10 @@ def segment(
             kernel,
             progress_bar,
             model_kwargs,
+            chain_method,
         )
     return _point_estimate(
-        rng_key,
-        images,
-        prior,
-        city,
-        method,
-        num_steps,
-        model_kwargs,
+        rng_key, images, prior, city, method, num_steps, model_kwargs, chain_method
     )
 
 
@@ -204,6 +203,7 @@ def _annealed(
     kernel,
     progress_bar,
     model_kwargs,
+    chain_method,
 ) -> SegmentationResult:
     corrected = kernel in ("mala", "hmc") and prior.parameterization != "energy"
     sampler = nd.AnnealedMCMC(
@@ -213,6 +213,7 @@ def _annealed(
         steps_per_level,
         levels=levels,
         progress_bar=progress_bar,
+        chain_method=chain_method,
         **({"energy": "line_integral"} if corrected else {}),
     )
     probs, colours, draws = [], [], []
@@ -243,37 +244,46 @@ def _responsibilities(values, image, palette, model_kwargs):
     return pixel_responsibilities(probs, jnp.asarray(image[None]), colours, scales), colours
 
 
-def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs):
+def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, chain_method):
+    """Every image's point estimate in one compiled program (the images are the batch)."""
     palette = np.asarray(city.palette, np.float32)
-    probs, colours = [], []
-    for b, image in enumerate(images):
-        k_run = jax.random.fold_in(key, b)
-        if method == "plug_and_play":
-            result = nd.plug_and_play(
-                appearance_model,
-                k_run,
-                prior,
-                jnp.asarray(image[None]),
-                palette,
-                num_steps=num_steps,
-                **model_kwargs,
-            )
-            r, c = _responsibilities(result.params, image, palette, model_kwargs)
+    batch = jnp.asarray(images[:, None])  # (B, 1, H, W, 3): one problem per image
+    if method == "plug_and_play":
+        result = nd.plug_and_play(
+            appearance_model,
+            key,
+            prior,
+            batch,
+            palette,
+            num_steps=num_steps,
+            in_axes=(None, 0, None),
+            chain_method=chain_method,
+            **model_kwargs,
+        )
+        probs, colours = [], []
+        for b, image in enumerate(images):
+            params = jax.tree.map(lambda x, b=b: x[b], result.params)
+            r, c = _responsibilities(params, image, palette, model_kwargs)
+            probs.append(np.asarray(r)[0])
             colours.append(np.asarray(c)[0])
-        else:
-            clusters = _kmeans_clusters(image, palette.shape[0], seed=b)
-            result = nd.plug_and_play(
-                clustering_model,
-                k_run,
-                prior,
-                jnp.asarray(clusters[None]),
-                jnp.asarray(city.proportions, jnp.float32),
-                sharpness=model_kwargs["sharpness"],
-                num_steps=num_steps,
-            )
-            r = class_probabilities(result.params["labels"], model_kwargs["sharpness"])
-            colours.append(_class_means(image, np.asarray(r)[0]))
-        probs.append(np.asarray(r)[0])
+    else:
+        clusters = np.stack(
+            [_kmeans_clusters(image, palette.shape[0], seed=b) for b, image in enumerate(images)]
+        )
+        result = nd.plug_and_play(
+            clustering_model,
+            key,
+            prior,
+            jnp.asarray(clusters[:, None]),
+            jnp.asarray(city.proportions, jnp.float32),
+            sharpness=model_kwargs["sharpness"],
+            num_steps=num_steps,
+            in_axes=(None, 0, None),
+            chain_method=chain_method,
+        )
+        r = np.asarray(class_probabilities(result.params["labels"], model_kwargs["sharpness"]))
+        probs = list(r[:, 0])
+        colours = [_class_means(image, p) for image, p in zip(images, probs, strict=True)]
     probs = np.stack(probs)
     return SegmentationResult(probs.argmax(-1), probs, np.stack(colours), None)
 
