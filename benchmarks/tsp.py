@@ -31,7 +31,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--instances", type=int, default=128)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--lkh-runs", type=int, default=10)
-    parser.add_argument("--samples", type=int, default=4, help="plug-and-play restarts")
+    parser.add_argument("--samples", type=int, default=2, help="plug-and-play restarts")
     parser.add_argument("--pnp-steps", type=int, default=256)
     parser.add_argument("--prior", default=None, help="a prior checkpoint (default: shipped)")
     parser.add_argument("--prior-cities", type=int, default=50)
@@ -54,6 +54,7 @@ def main(argv=None) -> dict:
         num_steps=args.pnp_steps,
         lkh_runs=args.lkh_runs,
         prior_cities=args.prior_cities,
+        progress_bar=not args.quick,
     )
     name = f"tsp{args.cities}" + ("_quick" if args.quick else "")
     title = (
@@ -61,9 +62,23 @@ def main(argv=None) -> dict:
         f"Device: {device_name()}. Mean optimality gap +- standard error over instances, "
         "mean tour length, seconds per instance (2-opt rows include the construction)."
     )
-    write_results(
-        args.out, name, dict(settings=vars(args), rows=rows), tsp.format_table(rows, title)
-    )
+    table = tsp.format_table(rows, title)
+    label = f"image prior (plug-and-play x{args.samples})"
+    if result is not None and len(coords) > 1:
+        versus = []
+        for suffix in ("", " + 2-opt"):
+            for baseline in ("greedy edge", "random"):
+                mean, se = tsp.paired_difference(rows, label + suffix, baseline + suffix)
+                versus.append(
+                    f"| {label}{suffix} | {baseline}{suffix} | {100 * mean:+.2f} % | "
+                    f"{100 * se:.2f} % |"
+                )
+        table += (
+            "\n\nPaired over instances (length / baseline's length - 1; negative: the "
+            "prior's tours are shorter):\n\n| method | baseline | mean | +- s.e. |\n"
+            "|---|---|---|---|\n" + "\n".join(versus)
+        )
+    write_results(args.out, name, dict(settings=vars(args), rows=rows), table)
     if result is not None:
         tsp.plot_solution(
             coords[0],

@@ -79,3 +79,31 @@ def test_bad_coordinates_are_refused_or_warned_about():
         tsp.check_coords(np.full((1, 5, 2), 2.0))
     with pytest.warns(UserWarning, match="trained on tours of 50 cities"):
         tsp.check_coords(np.full((1, 20, 2), 0.5), expected_cities=50)
+
+
+def test_the_shipped_prior_beats_random_starts_with_two_opt():
+    coords = tsp.random_instances(jax.random.PRNGKey(7), 8, 50)
+    result = tsp.solve(jax.random.PRNGKey(0), coords, num_steps=256, batch_size=8)
+    assert all(sorted(t) == list(range(50)) for t in result.tours)
+    np.testing.assert_allclose(result.lengths, tsp.tour_length(coords, result.tours))
+    rng = np.random.default_rng(0)
+    random = tsp.tour_length(
+        coords, np.stack([tsp.two_opt(c, tsp.random_tour(c, rng)) for c in coords])
+    )
+    difference = result.lengths - random  # paired over instances
+    se = difference.std(ddof=1) / np.sqrt(len(difference))
+    assert difference.mean() < -2 * se, (difference.mean(), se)
+
+
+def test_batches_of_any_size_give_row_normalised_relaxations_and_tours():
+    prior = tsp.load_tsp_prior(50)
+    coords = tsp.random_instances(jax.random.PRNGKey(8), 3, 50)
+    together = tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, num_steps=8, batch_size=4)
+    padded = tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, num_steps=8, batch_size=2)
+    assert together.tours.shape == (3, 50) and together.adjacency.shape == (3, 50, 50)
+    np.testing.assert_allclose(together.adjacency.sum(-1), 1.0, atol=1e-5)  # rows sum to one
+    assert np.all(np.diagonal(together.adjacency, axis1=1, axis2=2) == 0)
+    for result in (together, padded):
+        assert all(sorted(t) == list(range(50)) for t in result.tours)
+    with pytest.raises(ValueError, match="batch_size"):
+        tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, batch_size=0)

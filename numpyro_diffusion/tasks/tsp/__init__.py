@@ -11,7 +11,12 @@ from numpyro_diffusion.tasks.tsp.baselines import (
     nearest_neighbour,
     random_tour,
 )
-from numpyro_diffusion.tasks.tsp.compare import compare_methods, format_table, plot_solution
+from numpyro_diffusion.tasks.tsp.compare import (
+    compare_methods,
+    format_table,
+    paired_difference,
+    plot_solution,
+)
 from numpyro_diffusion.tasks.tsp.decode import distance_matrix, greedy_tour, two_opt
 from numpyro_diffusion.tasks.tsp.instances import (
     check_coords,
@@ -49,6 +54,7 @@ __all__ = [
     "check_coords",
     "compare_methods",
     "format_table",
+    "paired_difference",
     "plot_solution",
     "distance_matrix",
     "edge_images",

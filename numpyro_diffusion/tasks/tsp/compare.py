@@ -14,7 +14,7 @@ from numpyro_diffusion.tasks.tsp.instances import gap, reference_tours, tour_len
 from numpyro_diffusion.tasks.tsp.render import adjacency_image, edge_images
 from numpyro_diffusion.tasks.tsp.solve import TSPResult, solve
 
-__all__ = ["compare_methods", "format_table", "plot_solution"]
+__all__ = ["compare_methods", "format_table", "paired_difference", "plot_solution"]
 
 
 def _row(name: str, coords, tours, reference, seconds: float) -> dict:
@@ -27,6 +27,7 @@ def _row(name: str, coords, tours, reference, seconds: float) -> dict:
         gap_se=float(gaps.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
         length=float(lengths.mean()),
         seconds=seconds,
+        lengths=[float(x) for x in lengths],
     )
 
 
@@ -48,6 +49,7 @@ def compare_methods(
     num_steps: int = 256,
     lkh_runs: int | None = 10,
     prior_cities: int = 50,
+    progress_bar: bool = False,
 ) -> tuple[list[dict], TSPResult | None, np.ndarray | None]:
     """Rows (method, mean gap to LKH-3 and its standard error, mean length, seconds per
     instance) for LKH-3 (``lkh_runs=None``: no reference, gaps NaN), every baseline and,
@@ -65,6 +67,7 @@ def compare_methods(
                 gap_se=0.0,
                 length=float(reference.mean()),
                 seconds=(time.perf_counter() - start) / len(coords),
+                lengths=[float(x) for x in reference],
             )
         )
     rng = np.random.default_rng(0)
@@ -85,12 +88,21 @@ def compare_methods(
         num_steps=num_steps,
         two_opt=False,
         prior_cities=prior_cities,
+        progress_bar=progress_bar,
     )
     label = f"image prior (plug-and-play x{num_samples})"
     improved = _with_two_opt(
         label, coords, result.tours, reference, (time.perf_counter() - start) / len(coords), rows
     )
     return rows, result, improved
+
+
+def paired_difference(rows: list[dict], method: str, baseline: str) -> tuple[float, float]:
+    """Mean and standard error over instances of ``method``'s tour length over
+    ``baseline``'s, minus one (negative: ``method`` is shorter)."""
+    by_name = {r["method"]: np.asarray(r["lengths"]) for r in rows}
+    ratio = by_name[method] / by_name[baseline] - 1.0
+    return float(ratio.mean()), float(ratio.std(ddof=1) / np.sqrt(len(ratio)))
 
 
 def format_table(rows: list[dict], title: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import jax
@@ -82,53 +83,47 @@ def solve(
     prior: Any = None,
     num_steps: int = 256,
     prior_cities: int = 50,
+    batch_size: int = 32,
+    chain_method: str = "vectorized",
+    progress_bar: bool = False,
 ) -> TSPResult:
     """Tours for ``coords`` ``(B, N, 2)`` (or ``(N, 2)``) in the unit square.
 
     ``method="plug_and_play"``: Graikos et al.'s ``num_steps`` Adam steps on the
-    denoising loss over annealed levels, ``num_samples`` restarts; ``"annealed"``:
-    annealed MCMC (U-HMC) with ``num_samples`` chains. Each estimate of the adjacency
-    is decoded greedily (and improved by 2-opt with ``two_opt``); the shortest tour of
-    an instance is kept. ``prior``: a diffusion model of tour images (the shipped one
-    for ``prior_cities`` by default, whose image size it sets).
+    denoising loss over annealed levels, ``num_samples`` restarts per instance, solved
+    ``batch_size`` (instance, restart) problems at a time in one compiled program;
+    ``"annealed"``: annealed MCMC (U-HMC) with ``num_samples`` chains per instance.
+    ``chain_method="sharded"`` splits each plug-and-play batch (or each instance's
+    chains) over every device of every process (``jax.distributed``). ``progress_bar``
+    counts the solved problems (or instances) on stderr.
+    Each estimate of the adjacency is decoded greedily (and improved by 2-opt with
+    ``two_opt``); the shortest tour of an instance is kept. ``prior``: a diffusion
+    model of tour images (the shipped one for ``prior_cities`` by default, whose image
+    size it sets).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     prior = load_tsp_prior(prior_cities) if prior is None else prior
     coords = check_coords(coords, expected_cities=prior_cities)
     size = prior.event_shape[0]
+    pieces = [edge_images(c, size) for c in coords]
+    if method == "plug_and_play":
+        candidates = _plug_and_play(
+            rng_key, prior, pieces, num_samples, num_steps, batch_size, chain_method, progress_bar
+        )
+    else:
+        candidates = [
+            _annealed(jax.random.fold_in(rng_key, b), prior, p, num_samples, chain_method)
+            for b, p in enumerate(_progress(pieces, progress_bar, "instance"))
+        ]
     tours, lengths, adjacencies = [], [], []
-    for b, c in enumerate(coords):
-        pieces = edge_images(c, size)
-        args = (prior, jnp.asarray(pieces.edges), jnp.asarray(pieces.cities), pieces.pairs)
-        key = jax.random.fold_in(rng_key, b)
-        candidates = []
-        if method == "plug_and_play":
-            n = c.shape[0]
-            for s in range(num_samples):
-                k_init, k_run = jax.random.split(jax.random.fold_in(key, s))
-                # Start near the uniform adjacency: random logits would favour random pairs.
-                start = {"logits": 0.01 * jax.random.normal(k_init, (n, n))}
-                result = nd.plug_and_play(
-                    relaxation_model,
-                    k_run,
-                    *args,
-                    num_steps=num_steps,
-                    optimizer=PNP_OPTIMIZER,
-                    init_values=start,
-                )
-                candidates.append(np.asarray(adjacency(result.params["logits"])))
-        else:
-            sampler = nd.AnnealedMCMC(
-                relaxation_model, "uhmc", num_samples, 3, levels=50, progress_bar=False
-            )
-            sampler.run(key, *args, logit_scale=3.0)
-            logits = sampler.get_samples()["logits"]
-            candidates = list(np.asarray(jax.vmap(adjacency)(logits)))
+    for c, options in zip(coords, candidates, strict=True):
         best = None
-        for a in candidates:
+        for a in options:
             tour = greedy_tour(a, c)
             if two_opt:
                 tour = improve_by_two_opt(c, tour)
@@ -139,3 +134,65 @@ def solve(
         lengths.append(best[1])
         adjacencies.append(best[2])
     return TSPResult(np.stack(tours), np.asarray(lengths), np.stack(adjacencies))
+
+
+def _progress(items, show: bool, unit: str):
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="TSP", unit=unit, file=sys.stderr)
+
+
+def _plug_and_play(
+    rng_key, prior, pieces, num_samples, num_steps, batch_size, chain_method, progress_bar
+) -> list:
+    """Relaxed adjacencies ``[B][num_samples] (N, N)``: every (instance, restart) pair is
+    one problem; chunks of ``batch_size`` run in one program (the last one padded, so
+    that one compilation serves all)."""
+    problems = [(b, s) for b in range(len(pieces)) for s in range(num_samples)]
+    batch_size = min(batch_size, len(problems))
+    n = int(pieces[0].pairs.max()) + 1
+    out: list[list] = [[] for _ in pieces]
+    starts = range(0, len(problems), batch_size)
+    for start in _progress(starts, progress_bar, "batch"):
+        chunk = problems[start : start + batch_size]
+        padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+        edges = jnp.asarray(np.stack([pieces[b].edges for b, _ in padded]))
+        cities = jnp.asarray(np.stack([pieces[b].cities for b, _ in padded]))
+        k_init, k_run = jax.random.split(jax.random.fold_in(rng_key, start))
+        # Start near the uniform adjacency: random logits would favour random pairs.
+        logits = 0.01 * jax.random.normal(k_init, (batch_size, n, n))
+        result = nd.plug_and_play(
+            relaxation_model,
+            k_run,
+            prior,
+            edges,
+            cities,
+            pieces[0].pairs,
+            num_steps=num_steps,
+            optimizer=PNP_OPTIMIZER,
+            init_values={"logits": logits},
+            in_axes=(None, 0, 0, None),
+            chain_method=chain_method,
+        )
+        a = np.asarray(jax.vmap(adjacency)(result.params["logits"]))
+        for (b, _), a_problem in zip(chunk, a, strict=False):
+            out[b].append(a_problem)
+    return out
+
+
+def _annealed(rng_key, prior, pieces, num_chains, chain_method) -> list:
+    """Relaxed adjacencies ``[num_chains] (N, N)`` from annealed U-HMC draws."""
+    args = (prior, jnp.asarray(pieces.edges), jnp.asarray(pieces.cities), pieces.pairs)
+    sampler = nd.AnnealedMCMC(
+        relaxation_model,
+        "uhmc",
+        num_chains,
+        3,
+        levels=50,
+        progress_bar=False,
+        chain_method=chain_method,
+    )
+    sampler.run(rng_key, *args, logit_scale=3.0)
+    return list(np.asarray(jax.vmap(adjacency)(sampler.get_samples()["logits"])))
