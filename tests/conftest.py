@@ -26,11 +26,36 @@ def pytest_configure(config):
             os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
 
 
+@pytest.fixture(autouse=True)
+def _compile_bound_tests_skip_most_optimisations(request, monkeypatch):
+    """Tests marked ``compile_bound`` run tiny settings of big networks (smoke tests of
+    benchmarks and notebooks): compiling takes most of their time, so XLA skips most
+    optimisations for them (notebook kernels read the environment variable). Tests whose
+    networks run long keep the default: unoptimised, they run several times slower."""
+    if request.node.get_closest_marker("compile_bound") is None:
+        yield
+        return
+    import jax
+
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+    before = jax.config.jax_disable_most_optimizations
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+        _clear_compiled_programs()  # later tests compile their own, optimised
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Each test module's compiled programs go with it: a worker runs many modules, and
     the samplers' shared caches would otherwise keep every U-Net walk in memory."""
     yield
+    _clear_compiled_programs()
+
+
+def _clear_compiled_programs() -> None:
     import importlib
 
     import jax

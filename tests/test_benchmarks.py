@@ -17,6 +17,7 @@ def load(name):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_composition_2d_quick(tmp_path):
     result = load("composition_2d").main(
         ["--quick", "--quiet", "--out", str(tmp_path), "--cache", str(tmp_path / "cache")]
@@ -32,6 +33,7 @@ def test_composition_2d_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_overhead_quick(tmp_path):
     result = load("overhead").main(["--quick", "--out", str(tmp_path)])
     cases = {r["case"]: r for r in result["cases"]}
@@ -44,6 +46,7 @@ def test_overhead_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_throughput_quick(tmp_path):
     rows = load("throughput").main(["--quick", "--out", str(tmp_path)])
     measured = [r for r in rows if "chains" in r]
@@ -53,6 +56,7 @@ def test_throughput_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 @pytest.mark.filterwarnings("ignore:.*divergent transitions")
 @pytest.mark.parametrize("part", ["inpainting", "constraints", "cfg"])
 def test_digits_quick(tmp_path, part):

@@ -68,6 +68,7 @@ def test_demo_shows_annealed_hmc_closer_to_the_truth(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_tsp_command_prints_the_gap_table_and_writes_the_figure(tmp_path, capsys):
     import numpy as np
 

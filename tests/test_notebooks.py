@@ -27,6 +27,7 @@ def test_every_notebook_is_built_from_its_source():
         "03_plug_and_play_digits",
         "04_smc_evidence",
         "05_segmentation",
+        "06_tsp",
     }
     build = builder()
     for source in SOURCES:
@@ -42,6 +43,7 @@ def test_every_notebook_is_built_from_its_source():
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_notebook_executes(source, monkeypatch):
     monkeypatch.setenv("NUMPYRO_DIFFUSION_SMALL", "1")

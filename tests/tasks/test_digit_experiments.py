@@ -42,6 +42,7 @@ def test_shipped_models_are_class_conditional_digit_models(models, held):
     assert np.mean(predicted == held.labels) > 0.97
 
 
+@pytest.mark.compile_bound
 @pytest.mark.parametrize("which", ["eps", "energy"])
 def test_conditional_samples_show_their_class(models, judge, which):
     model = getattr(models, which)
@@ -52,6 +53,7 @@ def test_conditional_samples_show_their_class(models, judge, which):
     assert np.mean(judge(x) == labels) > 0.8
 
 
+@pytest.mark.compile_bound
 def test_every_inpainting_method_uses_the_observed_half(models, held):
     """Draws given the upper half beat prior draws on the lower half: a paired comparison
     over images, by more than two standard errors of the mean PSNR difference."""
@@ -94,6 +96,7 @@ def constraint(prior, models, **kwargs):
     )
 
 
+@pytest.mark.compile_bound
 def test_plug_and_play_with_a_classifier_constraint_makes_the_chosen_digit(models, judge):
     batch = plug_and_play(
         constraint(models.eps, models, num_images=8), jax.random.PRNGKey(2), num_steps=200
@@ -102,6 +105,7 @@ def test_plug_and_play_with_a_classifier_constraint_makes_the_chosen_digit(model
     assert dx.diversity(batch) > 1.0  # eight different threes, not one
 
 
+@pytest.mark.compile_bound
 def test_annealed_mcmc_with_a_noise_aware_classifier_constraint(models, judge, held):
     """A tenth of the prior's draws are threes; with the denoised classifier most are
     (0.75 in the benchmark). Passing needs 14 of 32: below 1e-5 likely if the
@@ -120,6 +124,7 @@ def test_annealed_mcmc_with_a_noise_aware_classifier_constraint(models, judge, h
     assert dx.diversity(x) > 0.5 * dx.diversity(held.images[held.labels == 3])
 
 
+@pytest.mark.compile_bound
 def test_symmetry_factor_makes_symmetric_digits(models):
     """Measured: mean asymmetry 3.9 with the factor, 29 without."""
     sampler = AnnealedMCMC(
@@ -136,6 +141,7 @@ def test_symmetry_factor_makes_symmetric_digits(models):
     assert dx.symmetry_error(symmetric).mean() < 0.5 * dx.symmetry_error(free).mean()
 
 
+@pytest.mark.compile_bound
 def test_guidance_sharpens_the_samples(models, held):
     rows = dx.cfg_tradeoff(
         models,
