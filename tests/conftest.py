@@ -38,7 +38,7 @@ def _compile_bound_tests_skip_most_optimisations(request, monkeypatch):
     import jax
 
     monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    before = jax.config.jax_disable_most_optimizations
+    before = jax.config.values["jax_disable_most_optimizations"]
     jax.config.update("jax_disable_most_optimizations", True)
     try:
         yield

@@ -79,6 +79,7 @@ def test_digits_quick(tmp_path, part):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_multiprocess_quick(tmp_path):
     result = load("multiprocess").main(["--quick", "--out", str(tmp_path)])
     assert [r["processes"] for r in result["rows"]] == [1, 2]
@@ -87,6 +88,7 @@ def test_multiprocess_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_tsp_quick(tmp_path):
     result = load("tsp").main(["--quick", "--cities", "50", "--out", str(tmp_path)])
     rows = {r["method"]: r for r in result["rows"]}
@@ -98,6 +100,7 @@ def test_tsp_quick(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.compile_bound
 def test_segmentation_quick(tmp_path):
     result = load("segmentation").main(["--quick", "--out", str(tmp_path)])
     rows = {r["method"]: r for r in result["rows"]}

@@ -180,7 +180,7 @@ def test_denoising_with_an_unknown_noise_level_covers_the_true_level(models, hel
     image = held.images[0]
     noisy = image + 0.3 * np.random.default_rng(0).standard_normal(image.shape)
     sampler = AnnealedMCMC(
-        inpainting_model, "hmc", num_chains=128, steps_per_level=6, levels=50, progress_bar=False
+        inpainting_model, "hmc", num_chains=64, steps_per_level=6, levels=50, progress_bar=False
     )
     sampler.run(
         jax.random.PRNGKey(0),
@@ -191,4 +191,4 @@ def test_denoising_with_an_unknown_noise_level_covers_the_true_level(models, hel
     )
     low, high = np.quantile(np.asarray(sampler.get_samples()["noise_std"]), [0.05, 0.95])
     assert low < 0.3 < high, (low, high)
-    assert sampler.num_divergent < 0.01 * 128 * 50 * 3
+    assert sampler.num_divergent < 0.01 * 64 * 50 * 3

@@ -95,15 +95,14 @@ def test_the_shipped_prior_beats_random_starts_with_two_opt():
     assert difference.mean() < -2 * se, (difference.mean(), se)
 
 
-def test_batches_of_any_size_give_row_normalised_relaxations_and_tours():
+@pytest.mark.compile_bound
+def test_a_padded_batch_gives_row_normalised_relaxations_and_tours():
     prior = tsp.load_tsp_prior(50)
     coords = tsp.random_instances(jax.random.PRNGKey(8), 3, 50)
-    together = tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, num_steps=8, batch_size=4)
-    padded = tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, num_steps=8, batch_size=2)
-    assert together.tours.shape == (3, 50) and together.adjacency.shape == (3, 50, 50)
-    np.testing.assert_allclose(together.adjacency.sum(-1), 1.0, atol=1e-5)  # rows sum to one
-    assert np.all(np.diagonal(together.adjacency, axis1=1, axis2=2) == 0)
-    for result in (together, padded):
-        assert all(sorted(t) == list(range(50)) for t in result.tours)
+    result = tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, num_steps=8, batch_size=2)
+    assert result.tours.shape == (3, 50) and result.adjacency.shape == (3, 50, 50)
+    np.testing.assert_allclose(result.adjacency.sum(-1), 1.0, atol=1e-5)  # rows sum to one
+    assert np.all(np.diagonal(result.adjacency, axis1=1, axis2=2) == 0)
+    assert all(sorted(t) == list(range(50)) for t in result.tours)
     with pytest.raises(ValueError, match="batch_size"):
         tsp.solve(jax.random.PRNGKey(1), coords, prior=prior, batch_size=0)
