@@ -207,7 +207,7 @@ def plug_and_play(
         jnp.float32,
     )
     split = split_arguments((args, init_values or {}), model_kwargs)
-    key = (model_fn, int(num_steps), optimizer, split.key, in_axes)
+    key = (model_fn, int(num_steps), optimizer, split.key, None if batch is None else batch.axes)
     run = _CACHE.pop(key, None)
     axes = None if batch is None else batch.leaf_axes(args, init_values or {}, model_kwargs, split)
     if run is None:
