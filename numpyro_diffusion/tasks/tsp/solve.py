@@ -93,13 +93,12 @@ def solve(
     denoising loss over annealed levels, ``num_samples`` restarts per instance, solved
     ``batch_size`` (instance, restart) problems at a time in one compiled program;
     ``"annealed"``: annealed MCMC (U-HMC) with ``num_samples`` chains per instance.
-    ``chain_method="sharded"`` splits each plug-and-play batch (or each instance's
-    chains) over every device of every process (``jax.distributed``). ``progress_bar``
-    counts the solved problems (or instances) on stderr.
     Each estimate of the adjacency is decoded greedily (and improved by 2-opt with
     ``two_opt``); the shortest tour of an instance is kept. ``prior``: a diffusion
     model of tour images (the shipped one for ``prior_cities`` by default, whose image
-    size it sets).
+    size it sets). ``chain_method="sharded"`` splits each plug-and-play batch (or each
+    instance's chains) over every device of every process (``jax.distributed``);
+    ``progress_bar`` counts the solved batches (or instances) on stderr.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
