@@ -63,7 +63,7 @@ def main(argv=None) -> dict:
         "mean tour length, seconds per instance (2-opt rows include the construction)."
     )
     table = tsp.format_table(rows, title)
-    label = f"image prior (plug-and-play x{args.samples})"
+    label = tsp.prior_label(args.samples)
     if result is not None and len(coords) > 1:
         versus = []
         for suffix in ("", " + 2-opt"):

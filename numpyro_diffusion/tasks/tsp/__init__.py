@@ -16,6 +16,7 @@ from numpyro_diffusion.tasks.tsp.compare import (
     format_table,
     paired_difference,
     plot_solution,
+    prior_label,
 )
 from numpyro_diffusion.tasks.tsp.decode import distance_matrix, greedy_tour, two_opt
 from numpyro_diffusion.tasks.tsp.instances import (
@@ -55,6 +56,7 @@ __all__ = [
     "compare_methods",
     "format_table",
     "paired_difference",
+    "prior_label",
     "plot_solution",
     "distance_matrix",
     "edge_images",

@@ -14,7 +14,18 @@ from numpyro_diffusion.tasks.tsp.instances import gap, reference_tours, tour_len
 from numpyro_diffusion.tasks.tsp.render import adjacency_image, edge_images
 from numpyro_diffusion.tasks.tsp.solve import TSPResult, solve
 
-__all__ = ["compare_methods", "format_table", "paired_difference", "plot_solution"]
+__all__ = [
+    "compare_methods",
+    "format_table",
+    "paired_difference",
+    "plot_solution",
+    "prior_label",
+]
+
+
+def prior_label(num_samples: int) -> str:
+    """The method name of the image prior's rows (``+ " + 2-opt"`` for the improved ones)."""
+    return f"image prior (plug-and-play x{num_samples})"
 
 
 def _row(name: str, coords, tours, reference, seconds: float) -> dict:
@@ -90,7 +101,7 @@ def compare_methods(
         prior_cities=prior_cities,
         progress_bar=progress_bar,
     )
-    label = f"image prior (plug-and-play x{num_samples})"
+    label = prior_label(num_samples)
     improved = _with_two_opt(
         label, coords, result.tours, reference, (time.perf_counter() - start) / len(coords), rows
     )
