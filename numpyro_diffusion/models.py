@@ -12,7 +12,7 @@ from jax.typing import ArrayLike
 
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.interface import Diffusion
-from numpyro_diffusion.networks import network_num_classes
+from numpyro_diffusion.networks import accepts_single_examples, network_num_classes
 from numpyro_diffusion.parameterization import check_parameterization, eps_from_prediction
 from numpyro_diffusion.schedules import VPSchedule
 
@@ -110,9 +110,11 @@ class DiffusionModel(Diffusion):
         self.check_event(x)
         self.check_level(t)
         cond = self.check_cond(cond)
-        tb = jnp.reshape(jnp.asarray(t, dtype=jnp.int32), (1,))
+        t = jnp.reshape(jnp.asarray(t, dtype=jnp.int32), ())
+        if accepts_single_examples(self.network):
+            return self.network.apply(self.params, x, t, cond)
         cb = None if cond is None else cond[None]
-        return self.network.apply(self.params, x[None], tb, cb)[0]
+        return self.network.apply(self.params, x[None], t[None], cb)[0]
 
     def raw_energy(self, x: Array, t: ArrayLike, cond: Any = None) -> Array:
         """The energy network's raw output ``E_raw(x, t)`` (a scalar)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ __all__ = [
     "network_config",
     "network_from_config",
     "network_num_classes",
+    "accepts_single_examples",
 ]
 
 
@@ -67,7 +68,9 @@ class ResidualMLP(nn.Module):
     """Residual MLP of Du et al.'s 2D experiments, for flat (or flattened) events.
 
     Blocks of LayerNorm, swish and Dense with the time (and class) embedding added,
-    each with a skip connection; a zero-initialised output layer by default.
+    each with a skip connection; a zero-initialised output layer by default. Besides a
+    batch (``x`` ``(B, *event_shape)``, ``t`` ``(B,)``) it takes one example (``x``
+    ``event_shape``, ``t`` and ``cond`` scalars), the call a vmapped sampler makes.
     """
 
     hidden: int = 128
@@ -75,12 +78,17 @@ class ResidualMLP(nn.Module):
     time_embed_dim: int = 32
     num_classes: int | None = None
     zero_init_output: bool = True
+    single_example_calls: ClassVar[bool] = True
 
     @nn.compact
     def __call__(self, x: Array, t: Array, cond: Array | None = None) -> Array:
-        batch_shape, event_shape = x.shape[:1], x.shape[1:]
-        flat = x.reshape(batch_shape + (-1,))
-        emb = TimeClassEmbedding(self.time_embed_dim, self.num_classes)(t, cond)
+        embed = TimeClassEmbedding(self.time_embed_dim, self.num_classes)
+        if t.ndim == 0:  # one example
+            emb = embed(t[None], None if cond is None else cond[None])[0]
+            flat = x.reshape(-1)
+        else:
+            emb = embed(t, cond)
+            flat = x.reshape(x.shape[:1] + (-1,))
         h = nn.Dense(self.hidden)(flat)
         for _ in range(self.num_blocks):
             r = nn.Dense(self.hidden)(nn.swish(nn.LayerNorm()(h)))
@@ -89,7 +97,7 @@ class ResidualMLP(nn.Module):
             h = h + r
         h = nn.swish(nn.LayerNorm()(h))
         out = nn.Dense(flat.shape[-1], kernel_init=_output_init(self.zero_init_output))(h)
-        return out.reshape(batch_shape + event_shape)
+        return out.reshape(x.shape)
 
 
 def _groups(channels: int) -> int:
@@ -215,11 +223,16 @@ class EnergyNetwork(nn.Module):
     """Turns a network with the input's shape into a scalar raw energy per example.
 
     ``form="dae"``: ``E_raw = ||net(x, t) - x||^2`` (Du et al.'s 2D code);
-    ``form="l2"``: ``E_raw = 0.5 ||net(x, t)||^2`` (their image code). Returns ``(B,)``.
+    ``form="l2"``: ``E_raw = 0.5 ||net(x, t)||^2`` (their image code). Returns ``(B,)``,
+    or a scalar for one example (``t`` a scalar) where the base network takes one.
     """
 
     base: nn.Module
     form: str = "dae"
+
+    @property
+    def single_example_calls(self) -> bool:
+        return accepts_single_examples(self.base)
 
     @nn.compact
     def __call__(self, x: Array, t: Array, cond: Array | None = None) -> Array:
@@ -231,10 +244,17 @@ class EnergyNetwork(nn.Module):
                 "of training; build the base network with zero_init_output=False."
             )
         out = self.base(x, t, cond)
-        axes = tuple(range(1, x.ndim))
+        axes = tuple(range(1, x.ndim)) if t.ndim else None
         if self.form == "dae":
             return jnp.sum((out - x) ** 2, axis=axes)
         return 0.5 * jnp.sum(out**2, axis=axes)
+
+
+def accepts_single_examples(network: nn.Module) -> bool:
+    """Whether ``network`` takes one example unbatched (``t`` a scalar). Models call
+    such networks so: vmapped over chains, a batch of one per chain compiles to
+    programs with a copy around every matrix product, much slower on the CPU."""
+    return bool(getattr(network, "single_example_calls", False))
 
 
 BUILTIN_NETWORKS: dict[str, type[nn.Module]] = {

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from numpyro_diffusion import EnergyNetwork, ResidualMLP, UNet
-from numpyro_diffusion.networks import network_config, network_from_config
+from numpyro_diffusion.networks import accepts_single_examples, network_config, network_from_config
 
 KEY = jax.random.PRNGKey(0)
 
@@ -33,6 +33,24 @@ def test_class_conditioning_with_a_null_class():
     null = net.apply(params, x, t, jnp.array([3, 3]))
     np.testing.assert_allclose(unconditional, null, rtol=1e-6)
     assert not np.allclose(with_class, unconditional)
+
+
+@pytest.mark.parametrize("num_classes", [None, 3])
+@pytest.mark.parametrize("energy", [False, True])
+def test_one_example_unbatched_equals_its_row_of_the_batch(num_classes, energy):
+    base = ResidualMLP(hidden=16, num_blocks=2, num_classes=num_classes, zero_init_output=False)
+    net = EnergyNetwork(base) if energy else base
+    x = jax.random.normal(jax.random.PRNGKey(0), (5, 2, 3))
+    t = jnp.arange(5)
+    cond = None if num_classes is None else jnp.array([0, 1, 2, 3, 1])
+    params = net.init(jax.random.PRNGKey(1), x, t, cond)
+    batch = net.apply(params, x, t, cond)
+    one_by_one = jax.vmap(
+        lambda xi, ti, ci: net.apply(params, xi, ti, ci), (0, 0, None if cond is None else 0)
+    )(x, t, cond)
+    assert one_by_one.shape == batch.shape == ((5,) if energy else (5, 2, 3))
+    np.testing.assert_allclose(one_by_one, batch, rtol=1e-5, atol=1e-6)
+    assert accepts_single_examples(net) and not accepts_single_examples(UNet(base_channels=8))
 
 
 def test_conditioning_an_unconditional_network_is_refused():
