@@ -1,31 +1,43 @@
-"""The Reduce, Reuse, Recycle 2D table: composition tasks, five samplers, two parameterizations.
+"""The Reduce, Reuse, Recycle 2D table: composition tasks, every sampler, two parameterizations.
 
 Tasks (Du et al., RESEARCH.md): ring x bar (product), left or right bar (mixture), a box
-of half-width 0.7 without one of 0.3 (negation, ``1.3 E_outer - 0.3 E_inner``). Every
-component is trained as an eps model and as an energy model, for several seeds. Samplers
-at about equal network-evaluation budgets (``--budget`` gradient evaluations per chain):
+of half-width 0.7 without one of 0.3 (negation, ``1.3 E_outer - 0.3 E_inner``). Components
+are trained as in the paper (residual MLP 4 blocks x 128, Adam 1e-3, batch 1,000, 15,000
+steps, EMA 0.999, ``--levels``-level cosine schedule) as eps models and as energy models,
+for ``--seeds`` seeds (eps mixtures are n/a, so the two bars are trained as energy models
+only). Samplers at the paper's budget of 10 network gradients per level:
 
-- reverse diffusion: every level of the ``--budget``-level schedule, one evaluation each;
-- ULA, MALA: ``budget / 10`` levels, a predictor step and 9 kernel steps per level;
-- U-HMC, HMC: ``budget / 10`` levels, a predictor step and 3 steps of 3 leapfrogs;
+- reverse diffusion: one evaluation per level (a tenth of the others' budget);
+- ULA, MALA: a predictor step and 9 kernel steps per level;
+- U-HMC, HMC: a predictor step and 3 steps of 3 leapfrogs;
 - MALA and HMC with the line-integral energy (on eps models too): 4 MALA steps of 2
   gradients, or 1 HMC step of 3 leapfrogs of 3 gradients, a level;
 - annealed SMC (energy models): one weight and 3 HMC steps of 3 leapfrogs a level.
 
-Walks start at the highest level with ``alpha_bar >= 1e-3``, as every walk does.
+Each MCMC sampler runs twice: with the paper's fixed step sizes (ULA and MALA 0.001,
+U-HMC and HMC 0.03, 3 leapfrogs, damping 0.5, unit mass) and with the library's defaults
+(per-level adaptation for MALA and HMC, the ``sigma_t`` rule for ULA and U-HMC). Walks
+start at the highest level with ``alpha_bar >= 1e-3``, as every walk does.
 
 Metrics against the true composed density (box densities get 1 % outer mass so that
 every sample has a finite log-likelihood): mean log-likelihood of the samples, MMD and
-the 2-Wasserstein distance between 2,000 samples and 2,000 exact draws. Score-only (eps)
-models cannot run MALA, HMC or a mixture; those cells are "n/a".
+the 2-Wasserstein distance between 2,000 samples and 2,000 exact draws; mean +- standard
+error over seeds. Score-only (eps) models cannot run MALA, HMC, SMC or a mixture; those
+cells are "n/a".
 
-    python benchmarks/composition_2d.py                 # full table (CPU: about an hour)
-    python benchmarks/composition_2d.py --quick         # smoke test, seconds
+Trained components and every finished run are cached (``--cache``, by default under
+``~/.cache/numpyro_diffusion``): a stopped run resumes where it was, and the table is
+written from the seeds finished so far.
+
+    python benchmarks/composition_2d.py > composition.log 2>&1 &   # full table (CPU: hours)
+    python benchmarks/composition_2d.py --quick                     # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import sys
 import time
@@ -46,7 +58,7 @@ from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import RESULTS, device_name, write_results  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.path.join(os.path.expanduser("~"), ".cache", "numpyro_diffusion", "composition_2d")
 
 TOYS = {
     "ring": ring(radius=0.5, std=0.03),
@@ -70,6 +82,13 @@ SAMPLERS = [  # name, kernel, steps per level (None: reverse diffusion), options
     # a weight costs one evaluation a level, the kernel steps the other nine
     ("annealed SMC (HMC)", "hmc", 3, {"smc": True}),
 ]
+# the paper's 2D notebook: fixed steps, unit mass, 3 leapfrogs, momentum damping 0.5
+PAPER_STEP_SIZES = {"ula": 0.001, "mala": 0.001, "uhmc": 0.03, "hmc": 0.03}
+SETTINGS = ("paper steps", "library defaults")
+COMPONENTS = {  # the bars make only the mixture, which needs energies
+    "eps": ("ring", "bar", "outer", "inner"),
+    "energy": tuple(TOYS),
+}
 
 
 def _prior_and_factors(terms):
@@ -115,18 +134,28 @@ def true_densities() -> dict[str, Any]:
     }
 
 
-def train_component(name, parameterization, seed, args, cache):
-    path = os.path.join(cache, f"{name}-{parameterization}-{seed}-{args.train_steps}.npz")
+def _slug(*parts) -> str:
+    """A file name for a run: ``0-energy-product-MALA_line_integral-paper_steps``."""
+    drop = {ord(c): None for c in ",()"}
+    return "-".join(str(p).replace(" ", "_").translate(drop) for p in parts)
+
+
+def train_component(name: str, parameterization: str, seed: int, args, models_dir: str):
+    """One component, trained once per configuration and seed (resumable if stopped)."""
+    path = os.path.join(models_dir, f"{name}-{parameterization}-{seed}.npz")
     if os.path.exists(path):
         return nd.load(path)
     base = nd.ResidualMLP(hidden=args.hidden, num_blocks=args.blocks)
     network = nd.EnergyNetwork(base, "dae") if parameterization == "energy" else base
     key = jax.random.PRNGKey(1000 * seed + sorted(TOYS).index(name))
     data = TOYS[name].sample(jax.random.fold_in(key, 1), 100_000)
+    if not args.quiet:
+        print(f"training {name} ({parameterization}, seed {seed})", file=sys.stderr)
+    state = f"{path}.state.npz"
     model = nd.train(
         network,
         data,
-        schedule=nd.VPSchedule.cosine(args.budget),
+        schedule=nd.VPSchedule.cosine(args.levels),
         parameterization=parameterization,
         num_steps=args.train_steps,
         batch_size=1000,
@@ -134,140 +163,179 @@ def train_component(name, parameterization, seed, args, cache):
         rng_key=key,
         ema_decay=0.999,
         progress_bar=not args.quiet,
+        resume_path=state,
+        save_every=1000,
     )
     nd.save(path, model)
+    os.remove(state)
     return model
 
 
-def run_sampler(program, kernel, steps, options, args, key, schedule):
-    # every walk starts at the schedule's first_conditioned_level (below the cosine
-    # schedule's singular top levels); the budget spends 10 gradients per level
+def sampler_settings(steps: int | None, index: int, args) -> tuple[str, ...]:
+    """The step-size settings a sampler runs under; the smoke test alternates them
+    over the samplers (each code path once, at the cost of one setting)."""
     if steps is None:
-        levels, steps = None, 0
-    else:
-        levels = min(args.budget // 10, schedule.first_conditioned_level + 1)
+        return ("-",)  # reverse diffusion has no step size
+    return (SETTINGS[index % 2],) if args.quick else SETTINGS
+
+
+def run_sampler(program, kernel, steps, options, setting, args, key):
+    """Samples ``(chains, 2)`` and divergences of one sampler walking every level from
+    the schedule's ``first_conditioned_level`` down."""
     options = dict(options)
-    if options.pop("smc", False):
-        sampler = AnnealedSMC(
-            program, kernel, args.chains, steps, levels=levels, progress_bar=False, **options
-        )
-    else:
-        sampler = AnnealedMCMC(
-            program, kernel, args.chains, steps, levels=levels, progress_bar=False, **options
-        )
+    if steps is None:
+        steps = 0
+    elif setting == "paper steps":
+        options["step_size"] = PAPER_STEP_SIZES[kernel]
+    sampler_class = AnnealedSMC if options.pop("smc", False) else AnnealedMCMC
+    sampler = sampler_class(program, kernel, args.chains, steps, progress_bar=False, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         sampler.run(key)
     return np.asarray(sampler.get_samples()["x"]), sampler.num_divergent
 
 
+def planned_runs(models: dict[str, Any], parameterization: str, args):
+    """``(task, sampler name, setting, run)`` for every run on these components;
+    ``run(key)`` returns the samples and divergences."""
+    for task, program in task_programs(models).items():
+        for i, (name, kernel, steps, options) in enumerate(SAMPLERS):
+            if options.get("energy") and parameterization == "energy":
+                continue  # the line integral is for models without an energy
+            for setting in sampler_settings(steps, i, args):
+                run = functools.partial(run_sampler, program, kernel, steps, options, setting, args)
+                yield task, name, setting, run
+
+
+def measure(run, key, truth, reference) -> tuple[dict, np.ndarray | None]:
+    """Metrics of one run's samples against the exact density and draws."""
+    start = time.perf_counter()
+    try:
+        x, divergent = run(key)
+    except EnergyUnavailableError:
+        return dict(available=False), None
+    n = min(len(x), len(reference))
+    return dict(
+        available=True,
+        log_lik=float(jnp.mean(truth.log_prob(x))),
+        mmd=float(mmd(x[:n], reference[:n])),
+        w2=wasserstein2(x[:n], reference[:n]),
+        divergences=int(divergent),
+        seconds=time.perf_counter() - start,
+    ), x
+
+
 def evaluate(args) -> dict[str, Any]:
-    cache = args.cache
-    os.makedirs(cache, exist_ok=True)
+    """Every seed's runs, each read from the cache when it finished before."""
+    models_dir = os.path.join(
+        args.cache, f"{args.blocks}x{args.hidden}-{args.train_steps}steps-{args.levels}levels"
+    )
+    runs_dir = os.path.join(models_dir, f"runs-{args.chains}chains")
+    os.makedirs(runs_dir, exist_ok=True)
     truths = true_densities()
     references = {
         task: np.asarray(d.sample(jax.random.PRNGKey(7), args.chains)) for task, d in truths.items()
     }
-    records = []
-    clouds = {}
+    records, clouds = [], {}
     for seed in range(args.seeds):
         for parameterization in ("eps", "energy"):
             # the smoke test runs the product alone (every sampler's code path)
-            needed = ("ring", "bar") if args.quick else tuple(TOYS)
+            needed = ("ring", "bar") if args.quick else COMPONENTS[parameterization]
             models = {
-                name: train_component(name, parameterization, seed, args, cache) for name in needed
+                name: train_component(name, parameterization, seed, args, models_dir)
+                for name in needed
             }
-            for task, program in task_programs(models).items():
-                for sampler_name, kernel, steps, options in SAMPLERS:
-                    if options.get("energy") and parameterization == "energy":
-                        continue  # the line integral is for models without an energy
+            for task, name, setting, run in planned_runs(models, parameterization, args):
+                stem = os.path.join(runs_dir, _slug(seed, parameterization, task, name, setting))
+                if os.path.exists(f"{stem}.json"):
+                    with open(f"{stem}.json") as f:
+                        record = json.load(f)
+                    x = np.load(f"{stem}.npy") if os.path.exists(f"{stem}.npy") else None
+                else:
+                    metrics, x = measure(
+                        run, jax.random.PRNGKey(seed), truths[task], references[task]
+                    )
                     record = dict(
                         task=task,
                         parameterization=parameterization,
                         seed=seed,
-                        sampler=sampler_name,
+                        sampler=name,
+                        setting=setting,
+                        **metrics,
                     )
-                    start = time.perf_counter()
-                    try:
-                        x, divergent = run_sampler(
-                            program,
-                            kernel,
-                            steps,
-                            options,
-                            args,
-                            jax.random.PRNGKey(seed),
-                            models["ring"].schedule,
-                        )
-                    except EnergyUnavailableError:
-                        records.append(record | dict(available=False))
-                        continue
-                    n = min(len(x), len(references[task]))
-                    record |= dict(
-                        available=True,
-                        log_lik=float(jnp.mean(truths[task].log_prob(x))),
-                        mmd=float(mmd(x[:n], references[task][:n])),
-                        w2=wasserstein2(x[:n], references[task][:n]),
-                        divergences=int(divergent),
-                        seconds=time.perf_counter() - start,
+                    with open(f"{stem}.json", "w") as f:
+                        json.dump(record, f)
+                    if seed == 0 and x is not None:
+                        np.save(f"{stem}.npy", x)
+                records.append(record)
+                if x is not None:
+                    clouds[(task, parameterization, name, setting)] = x
+                if not args.quiet and record["available"]:
+                    print(
+                        f"seed {seed} {parameterization:>6} {task:>8} {name:>19} ({setting}): "
+                        f"log-lik {record['log_lik']:7.3f}  MMD {record['mmd']:.4f}  "
+                        f"W2 {record['w2']:.3f}  {record['seconds']:.0f} s",
+                        file=sys.stderr,
                     )
-                    records.append(record)
-                    if seed == 0:
-                        clouds[(task, parameterization, sampler_name)] = x
-                    if not args.quiet:
-                        print(
-                            f"seed {seed} {parameterization:>6} {task:>8} {sampler_name:>17}: "
-                            f"log-lik {record['log_lik']:7.3f}  MMD {record['mmd']:.4f}  "
-                            f"W2 {record['w2']:.3f}",
-                            file=sys.stderr,
-                        )
     reference_log_lik = {
         task: float(jnp.mean(truths[task].log_prob(references[task]))) for task in truths
     }
     return dict(records=records, reference_log_lik=reference_log_lik, clouds=clouds, truths=truths)
 
 
+def _mean_and_se(values) -> tuple[float, float | None]:
+    values = np.asarray(values, np.float64)
+    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+    return float(values.mean()), se
+
+
 def summarise(records: list[dict]) -> list[dict]:
+    """One row per (task, parameterization, sampler, setting) that ran: mean and standard
+    error over seeds of each metric."""
+    order = [s[0] for s in SAMPLERS]
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["available"]:
+            key = (r["task"], r["parameterization"], r["sampler"], r["setting"])
+            groups.setdefault(key, []).append(r)
     rows = []
-    keys = sorted(
-        {(r["task"], r["parameterization"], r["sampler"]) for r in records},
-        key=lambda k: (k[0], k[1], [s[0] for s in SAMPLERS].index(k[2])),
-    )
-    for task, parameterization, sampler in keys:
-        group = [
-            r
-            for r in records
-            if (r["task"], r["parameterization"], r["sampler"]) == (task, parameterization, sampler)
-            and r["available"]
-        ]
-        row = dict(task=task, parameterization=parameterization, sampler=sampler, seeds=len(group))
-        for metric in ("log_lik", "mmd", "w2"):
-            values = np.array([r[metric] for r in group])
-            row[metric] = (float(values.mean()), float(values.std())) if len(values) else None
+    for key in sorted(groups, key=lambda k: (k[0], k[1], order.index(k[2]), k[3])):
+        group = groups[key]
+        row = dict(zip(("task", "parameterization", "sampler", "setting"), key, strict=True))
+        row["seeds"] = len(group)
+        for metric in ("log_lik", "mmd", "w2", "divergences"):
+            row[metric] = _mean_and_se([r[metric] for r in group])
         rows.append(row)
     return rows
 
 
 def markdown(rows, reference_log_lik, args, device: str) -> str:
     def cell(v, fmt):
-        return "n/a" if v is None else f"{v[0]:{fmt}} ± {v[1]:{fmt}}"
+        mean, se = v
+        return f"{mean:{fmt}}" if se is None else f"{mean:{fmt}} ± {se:{fmt}}"
 
+    seeds = sorted({r["seeds"] for r in rows})
     lines = [
         "# Composition benchmark (Reduce, Reuse, Recycle 2D tasks)",
         "",
-        f"Device: {device}. {args.seeds} training seeds per component "
-        f"({args.train_steps} steps, residual MLP {args.blocks}x{args.hidden}); {args.chains} "
-        f"chains; about {args.budget} network gradient evaluations per chain for every "
-        "sampler. Mean ± standard deviation over seeds. Log-likelihood under the true "
+        f"Device: {device}. Components: residual MLP {args.blocks}x{args.hidden}, "
+        f"{args.train_steps} training steps, {args.levels}-level cosine schedule; "
+        f"{'-'.join(map(str, seeds))} of {args.seeds} training seeds finished. {args.chains} "
+        "chains; 10 network gradients per chain per level for every sampler but reverse "
+        "diffusion (1). Mean ± standard error over seeds. Log-likelihood under the true "
         "composed density (higher is better, up to the exact draws' value); MMD and W2 "
-        "against exact draws (lower is better).",
+        "against exact draws (lower is better). Steps: the paper's fixed step sizes or "
+        "the library's defaults. Not in the table (n/a): score-only (eps) models with "
+        "MALA, HMC, SMC or a mixture.",
         "",
-        "| task | parameterization | sampler | log-likelihood | MMD | W2 |",
-        "|---|---|---|---|---|---|",
+        "| task | parameterization | sampler | steps | log-likelihood | MMD | W2 | divergences |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['task']} | {r['parameterization']} | {r['sampler']} | "
-            f"{cell(r['log_lik'], '.3f')} | {cell(r['mmd'], '.4f')} | {cell(r['w2'], '.3f')} |"
+            f"| {r['task']} | {r['parameterization']} | {r['sampler']} | {r['setting']} | "
+            f"{cell(r['log_lik'], '.3f')} | {cell(r['mmd'], '.4f')} | {cell(r['w2'], '.3f')} | "
+            f"{r['divergences'][0]:.0f} |"
         )
     lines += [
         "",
@@ -278,6 +346,8 @@ def markdown(rows, reference_log_lik, args, device: str) -> str:
 
 
 def plot(clouds, truths, path):
+    """Seed 0's samples: one row per task, the truth and then each sampler (energy
+    models where they ran, the library's defaults)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,11 +367,14 @@ def plot(clouds, truths, path):
         axes[i, 0].imshow(np.exp(d.log_density).T, origin="lower", extent=extent, cmap="magma")
         axes[i, 0].set_title(f"{task}: truth")
         for j, (name, *_) in enumerate(SAMPLERS, start=1):
-            for parameterization in ("energy", "eps"):  # eps for the line-integral rows
-                x = clouds.get((task, parameterization, name))
+            candidates = [
+                (p, s) for p in ("energy", "eps") for s in ("library defaults", "-", "paper steps")
+            ]
+            for parameterization, setting in candidates:
+                x = clouds.get((task, parameterization, name, setting))
                 if x is not None:
                     axes[i, j].scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
-                    axes[i, j].set_title(f"{name} ({parameterization})", fontsize=9)
+                    axes[i, j].set_title(f"{name}\n({parameterization}, {setting})", fontsize=8)
                     break
         for ax in axes[i]:
             ax.set(xlim=(-1.2, 1.2), ylim=(-1.2, 1.2), aspect="equal")
@@ -311,24 +384,21 @@ def plot(clouds, truths, path):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--train-steps", type=int, default=3000)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--train-steps", type=int, default=15_000)
+    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--chains", type=int, default=2000)
     parser.add_argument(
-        "--budget",
-        type=int,
-        default=1000,
-        help="network gradient evaluations per chain (and schedule length)",
+        "--levels", type=int, default=100, help="noise levels of the schedule (10 gradients each)"
     )
     parser.add_argument("--out", default=RESULTS)
-    parser.add_argument("--cache", default=os.path.join(HERE, ".cache"))
+    parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.train_steps, args.chains, args.budget = 1, 20, 64, 40
+        args.seeds, args.train_steps, args.chains, args.levels = 1, 20, 64, 4
         args.hidden, args.blocks = 16, 1
     device = device_name()
     out = evaluate(args)
