@@ -30,6 +30,7 @@ Trained components and every finished run are cached (``--cache``, by default un
 written from the seeds finished so far.
 
     python benchmarks/composition_2d.py > composition.log 2>&1 &   # full table (CPU: hours)
+    python benchmarks/composition_2d.py --report    # the table from the runs finished so far
     python benchmarks/composition_2d.py --quick                     # smoke test
 """
 
@@ -140,9 +141,13 @@ def _slug(*parts) -> str:
     return "-".join(str(p).replace(" ", "_").translate(drop) for p in parts)
 
 
+def component_path(models_dir: str, name: str, parameterization: str, seed: int) -> str:
+    return os.path.join(models_dir, f"{name}-{parameterization}-{seed}.npz")
+
+
 def train_component(name: str, parameterization: str, seed: int, args, models_dir: str):
     """One component, trained once per configuration and seed (resumable if stopped)."""
-    path = os.path.join(models_dir, f"{name}-{parameterization}-{seed}.npz")
+    path = component_path(models_dir, name, parameterization, seed)
     if os.path.exists(path):
         return nd.load(path)
     base = nd.ResidualMLP(hidden=args.hidden, num_blocks=args.blocks)
@@ -241,6 +246,12 @@ def evaluate(args) -> dict[str, Any]:
         for parameterization in ("eps", "energy"):
             # the smoke test runs the product alone (every sampler's code path)
             needed = ("ring", "bar") if args.quick else COMPONENTS[parameterization]
+            trained = [
+                os.path.exists(component_path(models_dir, name, parameterization, seed))
+                for name in needed
+            ]
+            if args.report and not all(trained):
+                continue
             models = {
                 name: train_component(name, parameterization, seed, args, models_dir)
                 for name in needed
@@ -251,6 +262,8 @@ def evaluate(args) -> dict[str, Any]:
                     with open(f"{stem}.json") as f:
                         record = json.load(f)
                     x = np.load(f"{stem}.npy") if os.path.exists(f"{stem}.npy") else None
+                elif args.report:
+                    continue
                 else:
                     metrics, x = measure(
                         run, jax.random.PRNGKey(seed), truths[task], references[task]
@@ -320,7 +333,8 @@ def markdown(rows, reference_log_lik, args, device: str) -> str:
         "",
         f"Device: {device}. Components: residual MLP {args.blocks}x{args.hidden}, "
         f"{args.train_steps} training steps, {args.levels}-level cosine schedule; "
-        f"{'-'.join(map(str, seeds))} of {args.seeds} training seeds finished. {args.chains} "
+        f"{seeds[0]}{'' if len(seeds) == 1 else f' to {seeds[-1]}'} of {args.seeds} training "
+        f"seeds finished per row. {args.chains} "
         "chains; 10 network gradients per chain per level for every sampler but reverse "
         "diffusion (1). Mean ± standard error over seeds. Log-likelihood under the true "
         "composed density (higher is better, up to the exact draws' value); MMD and W2 "
@@ -396,6 +410,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--cache", default=CACHE)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--report", action="store_true", help="write the table from finished runs only"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.train_steps, args.chains, args.levels = 1, 20, 64, 4

@@ -27,7 +27,7 @@ from numpyro_diffusion import (
     guided,
     noise_level,
 )
-from numpyro_diffusion.infer import AnnealedMCMC
+from numpyro_diffusion.infer import AnnealedMCMC, AnnealedSMC
 from numpyro_diffusion.infer.annealed import clear_compiled_walks
 
 S = VPSchedule.cosine(100)
@@ -230,6 +230,45 @@ def test_print_summary_reports_levels_and_divergences(small_run, capsys):
     assert "r_hat" not in out and "Per-level statistics" in out
     assert "64 independent chains x 3 draws" in out and "at most about 64" in out
     assert f"Number of divergences: {small_run.num_divergent}" in out
+
+
+def test_chains_in_blocks_give_the_draws_of_all_at_once():
+    runs = {}
+    for block in (None, 4):  # 10 chains: two blocks of 4 and a remainder of 2
+        sampler = AnnealedMCMC(
+            SINGLE,
+            "hmc",
+            num_chains=10,
+            steps_per_level=3,
+            levels=6,
+            step_size=0.05,
+            num_samples=3,
+            progress_bar=False,
+            chain_block_size=block,
+        )
+        sampler.run(KEY)
+        runs[block] = (np.asarray(sampler.get_samples()["x"]), sampler.level_stats)
+    np.testing.assert_allclose(runs[4][0], runs[None][0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        runs[4][1].acceptance_rate, runs[None][1].acceptance_rate, rtol=1e-5, atol=1e-6
+    )
+    with pytest.raises(ValueError, match="preconditioning pools every chain"):
+        AnnealedMCMC(SINGLE, "mala", 8, 2, levels=3, chain_block_size=4)
+    with pytest.raises(ValueError, match="chain_method='sharded'"):
+        AnnealedMCMC(
+            SINGLE,
+            "ula",
+            8,
+            2,
+            levels=3,
+            step_size=0.1,
+            chain_method="sharded",
+            chain_block_size=4,
+        )
+    with pytest.raises(ValueError, match="chain_block_size must be"):
+        AnnealedMCMC(SINGLE, "ula", 8, 2, levels=3, step_size=0.1, chain_block_size=0)
+    with pytest.raises(ValueError, match="AnnealedSMC takes no chain_block_size"):
+        AnnealedSMC(SINGLE, "hmc", 8, 2, levels=3, step_size=0.1, chain_block_size=4)
 
 
 @pytest.mark.parametrize("precondition", [False, True])

@@ -31,8 +31,8 @@ def test_composition_2d_quick(tmp_path):
     assert {r["setting"] for r in result["rows"]} == {"-", "paper steps", "library defaults"}
     for suffix in ("json", "md", "png"):
         assert (tmp_path / f"composition_2d_quick.{suffix}").exists()
-    # a second run reads every finished run from the cache: the same table
-    again = load("composition_2d").main(argv)
+    # a report reads every finished run from the cache: the same table
+    again = load("composition_2d").main(argv + ["--report"])
     assert again["rows"] == result["rows"]
 
 
@@ -126,4 +126,5 @@ def test_peer_pytorch_quick(tmp_path):
     # the same walk: 16 chains x 90 steps accept equally often (standard error ~0.01)
     last = result["rows"][-1]
     assert abs(last["library_acceptance"] - last["pytorch_acceptance"]) < 0.05
+    assert last["library_blocks_s"] > 0 and result["rows"][0]["library_blocks_s"] is None
     assert (tmp_path / "peer_pytorch_quick.md").exists()

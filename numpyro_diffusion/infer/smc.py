@@ -149,6 +149,11 @@ class AnnealedSMC(AnnealedMCMC):
                 "AnnealedSMC takes no superchain_size: resampling already mixes the "
                 "particles' starts, and its ESS is the diagnostic."
             )
+        if options.get("chain_block_size") is not None:
+            raise ValueError(
+                "AnnealedSMC takes no chain_block_size: resampling draws from every "
+                "particle at once. Use AnnealedMCMC for blocks of chains."
+            )
         if "num_samples" in options:
             raise TypeError(
                 "AnnealedSMC takes no num_samples: it returns one draw per particle "
