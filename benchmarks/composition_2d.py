@@ -107,21 +107,30 @@ def _prior_and_factors(terms):
 
 
 def task_programs(models: dict[str, Any]) -> dict[str, Any]:
-    """The compositions as NumPyro programs over the trained components (those whose
-    components are all in ``models``)."""
+    """The compositions as NumPyro programs over the trained components, each task whose
+    components are all in ``models``."""
 
     def mixture_model():
         nd.diffusion_prior("x", nd.mixture([models["left"], models["right"]]))
 
-    programs = {
-        "product": lambda: _prior_and_factors([(1.0, models["ring"]), (1.0, models["bar"])])
+    builders = {
+        ("ring", "bar"): (
+            "product",
+            lambda: _prior_and_factors([(1.0, models["ring"]), (1.0, models["bar"])]),
+        ),
+        ("left", "right"): ("mixture", lambda: mixture_model),
+        ("outer", "inner"): (
+            "negation",
+            lambda: _prior_and_factors(
+                [(1.0 + NEGATION_ALPHA, models["outer"]), (-NEGATION_ALPHA, models["inner"])]
+            ),
+        ),
     }
-    if "left" in models:
-        programs["mixture"] = lambda: mixture_model
-        programs["negation"] = lambda: _prior_and_factors(
-            [(1.0 + NEGATION_ALPHA, models["outer"]), (-NEGATION_ALPHA, models["inner"])]
-        )
-    return {task: build() for task, build in programs.items()}
+    return {
+        task: build()
+        for components, (task, build) in builders.items()
+        if all(name in models for name in components)
+    }
 
 
 def true_densities() -> dict[str, Any]:
