@@ -4,7 +4,9 @@ Every network is called as ``network.apply(params, x, t, cond)`` on a batch:
 ``x`` of shape ``(B, *event_shape)``, integer ``t`` of shape ``(B,)`` and ``cond``
 of shape ``(B,)`` or ``None``. Class-conditional networks (``num_classes`` set)
 reserve the index ``num_classes`` for the null class of classifier-free guidance;
-``cond=None`` means that null class.
+``cond=None`` means that null class. Networks with ``single_example_calls`` (the residual
+MLP and its energy wrapper) also take one example unbatched: ``x`` of ``event_shape``,
+scalar ``t`` and ``cond``.
 """
 
 from __future__ import annotations
