@@ -32,7 +32,8 @@ class DiffusionModel(Diffusion):
         shape ``(B, *event_shape)``, integer ``t`` of shape ``(B,)`` and ``cond`` a
         batch ``(B, ...)`` of conditions or ``None``. It returns an array shaped like
         ``x`` (the parameterization's target) or, for ``"energy"``, raw energies of
-        shape ``(B,)``.
+        shape ``(B,)``. A network whose ``single_example_calls`` is true is called on
+        one example unbatched instead (``x`` of ``event_shape``, scalar ``t``).
     params
         The network's variables.
     schedule
