@@ -53,7 +53,7 @@ import optax
 import numpyro_diffusion as nd
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer import AnnealedMCMC, AnnealedSMC
-from numpyro_diffusion.metrics import mmd, wasserstein2
+from numpyro_diffusion.metrics import mean_and_standard_error, mmd, wasserstein2
 from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -305,12 +305,6 @@ def evaluate(args) -> dict[str, Any]:
     return dict(records=records, reference_log_lik=reference_log_lik, clouds=clouds, truths=truths)
 
 
-def _mean_and_se(values) -> tuple[float, float | None]:
-    values = np.asarray(values, np.float64)
-    se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
-    return float(values.mean()), se
-
-
 def summarise(records: list[dict]) -> list[dict]:
     """One row per (task, parameterization, sampler, setting) that ran: mean and standard
     error over seeds of each metric."""
@@ -326,7 +320,7 @@ def summarise(records: list[dict]) -> list[dict]:
         row = dict(zip(("task", "parameterization", "sampler", "setting"), key, strict=True))
         row["seeds"] = len(group)
         for metric in ("log_lik", "mmd", "w2", "divergences"):
-            row[metric] = _mean_and_se([r[metric] for r in group])
+            row[metric] = mean_and_standard_error([r[metric] for r in group])
         rows.append(row)
     return rows
 
@@ -334,7 +328,7 @@ def summarise(records: list[dict]) -> list[dict]:
 def markdown(rows, reference_log_lik, args, device: str) -> str:
     def cell(v, fmt):
         mean, se = v
-        return f"{mean:{fmt}}" if se is None else f"{mean:{fmt}} ± {se:{fmt}}"
+        return f"{mean:{fmt}}" if np.isnan(se) else f"{mean:{fmt}} ± {se:{fmt}}"
 
     seeds = sorted({r["seeds"] for r in rows})
     lines = [

@@ -8,7 +8,14 @@ import numpy as np
 from jax import Array
 from jax.typing import ArrayLike
 
-__all__ = ["mmd", "wasserstein2", "psnr", "frechet_distance", "classifier_score"]
+__all__ = [
+    "mmd",
+    "wasserstein2",
+    "psnr",
+    "frechet_distance",
+    "classifier_score",
+    "mean_and_standard_error",
+]
 
 
 def mmd(x: ArrayLike, y: ArrayLike, bandwidth: float = 0.1) -> Array:
@@ -115,3 +122,12 @@ def classifier_score(probabilities: ArrayLike) -> float:
     marginal = p.mean(0, keepdims=True)
     kl = np.sum(p * (np.log(np.maximum(p, 1e-30)) - np.log(np.maximum(marginal, 1e-30))), 1)
     return float(np.exp(kl.mean()))
+
+
+def mean_and_standard_error(values: ArrayLike) -> tuple[float, float]:
+    """The mean of ``values`` ``(n,)`` (independent replicates: images, instances, seeds)
+    and its standard error ``std / sqrt(n)`` (``ddof=1``); NaN for fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.size
+    se = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+    return float(values.mean()), float(se)

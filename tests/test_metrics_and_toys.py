@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_diffusion.metrics import mmd, wasserstein2
+from numpyro_diffusion.metrics import mean_and_standard_error, mmd, wasserstein2
 from numpyro_diffusion.tasks.toy2d import bar, box, grid_density, ring
 
 
@@ -55,3 +55,10 @@ def test_frechet_distance_handles_singular_covariances_and_refuses_nonsense():
         frechet_distance(a[:1], b)
     with pytest.raises(ValueError, match="NaN"):
         frechet_distance(np.full((3, 2), np.nan), b[:, :2])
+
+
+def test_mean_and_standard_error_over_replicates():
+    mean, se = mean_and_standard_error([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5
+    np.testing.assert_allclose(se, np.sqrt(5.0 / 3.0) / 2.0)  # sample variance 5/3, n = 4
+    assert np.isnan(mean_and_standard_error([7.0])[1])  # one replicate: no error estimate

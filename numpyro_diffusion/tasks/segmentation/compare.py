@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from jax import Array
 
+from numpyro_diffusion.metrics import mean_and_standard_error
 from numpyro_diffusion.tasks.segmentation.baselines import matched_clustering
 from numpyro_diffusion.tasks.segmentation.landcover import CLASSES, City
 from numpyro_diffusion.tasks.segmentation.scores import (
@@ -37,18 +38,12 @@ LABELS = {
 }
 
 
-def _mean_and_se(values: np.ndarray) -> tuple[float, float]:
-    n = len(values)
-    se = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
-    return float(values.mean()), float(se)
-
-
 def score(name: str, probs, truth, seconds: float) -> dict:
     """Mean and standard error over images of accuracy and mean IoU, and the ECE."""
     probs, truth = np.asarray(probs), np.asarray(truth)
     labels = probs.argmax(-1)
-    accuracy, accuracy_se = _mean_and_se(pixel_accuracy(labels, truth))
-    miou, miou_se = _mean_and_se(mean_iou(labels, truth, probs.shape[-1]))
+    accuracy, accuracy_se = mean_and_standard_error(pixel_accuracy(labels, truth))
+    miou, miou_se = mean_and_standard_error(mean_iou(labels, truth, probs.shape[-1]))
     return dict(
         method=name,
         accuracy=accuracy,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from jax import Array
 
+from numpyro_diffusion.metrics import mean_and_standard_error
 from numpyro_diffusion.tasks.tsp.baselines import BASELINES
 from numpyro_diffusion.tasks.tsp.decode import two_opt
 from numpyro_diffusion.tasks.tsp.instances import gap, reference_tours, tour_length
@@ -31,11 +32,11 @@ def prior_label(num_samples: int) -> str:
 def _row(name: str, coords, tours, reference, seconds: float) -> dict:
     lengths = tour_length(coords, tours)
     gaps = gap(lengths, reference) if reference is not None else np.full(len(lengths), np.nan)
-    n = len(gaps)
+    gap_mean, gap_se = mean_and_standard_error(gaps)
     return dict(
         method=name,
-        gap=float(gaps.mean()),
-        gap_se=float(gaps.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+        gap=gap_mean,
+        gap_se=gap_se,
         length=float(lengths.mean()),
         seconds=seconds,
         lengths=[float(x) for x in lengths],
@@ -112,8 +113,7 @@ def paired_difference(rows: list[dict], method: str, baseline: str) -> tuple[flo
     """Mean and standard error over instances of ``method``'s tour length over
     ``baseline``'s, minus one (negative: ``method`` is shorter)."""
     by_name = {r["method"]: np.asarray(r["lengths"]) for r in rows}
-    ratio = by_name[method] / by_name[baseline] - 1.0
-    return float(ratio.mean()), float(ratio.std(ddof=1) / np.sqrt(len(ratio)))
+    return mean_and_standard_error(by_name[method] / by_name[baseline] - 1.0)
 
 
 def format_table(rows: list[dict], title: str) -> str:
