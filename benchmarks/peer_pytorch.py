@@ -150,13 +150,14 @@ def torch_walk(energies, sigmas, levels, steps: int, step_size: float):
 # ----- timing ------------------------------------------------------------------------
 
 
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(_seconds(fn) for _ in range(repeats))
 
 
 def gemm_gflops(framework: str, n: int = 2048, repeats: int = 5) -> float:
@@ -251,7 +252,7 @@ def measure(chains: int, models, args, torch_energies) -> dict:
     seconds = {name: [] for name in timed}
     for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all
         for name, fn in timed.items():
-            seconds[name].append(_median_seconds(fn, 1))
+            seconds[name].append(_seconds(fn))
     s = {name: statistics.median(values) for name, values in seconds.items()}
     library_s, pytorch_s = s["library"], s["pytorch"]
     jax_net = s["jax_networks"] / args.network_steps
