@@ -239,6 +239,20 @@ def measure(run, key, truth, reference) -> tuple[dict, np.ndarray | None]:
     ), x
 
 
+def read_run(stem: str) -> tuple[dict, np.ndarray | None]:
+    """A finished run's record and, for seed 0, its samples."""
+    with open(f"{stem}.json") as f:
+        record = json.load(f)
+    return record, np.load(f"{stem}.npy") if os.path.exists(f"{stem}.npy") else None
+
+
+def write_run(stem: str, record: dict, samples: np.ndarray | None) -> None:
+    with open(f"{stem}.json", "w") as f:
+        json.dump(record, f)
+    if samples is not None:
+        np.save(f"{stem}.npy", samples)
+
+
 def evaluate(args) -> dict[str, Any]:
     """Every seed's runs, each read from the cache when it finished before."""
     models_dir = os.path.join(
@@ -266,11 +280,10 @@ def evaluate(args) -> dict[str, Any]:
                 for name in needed
             }
             for task, name, setting, run in planned_runs(models, parameterization, args):
-                stem = os.path.join(runs_dir, _slug(seed, parameterization, task, name, setting))
+                run_key = (parameterization, task, name, setting)
+                stem = os.path.join(runs_dir, _slug(seed, *run_key))
                 if os.path.exists(f"{stem}.json"):
-                    with open(f"{stem}.json") as f:
-                        record = json.load(f)
-                    x = np.load(f"{stem}.npy") if os.path.exists(f"{stem}.npy") else None
+                    record, x = read_run(stem)
                 elif args.report:
                     continue
                 else:
@@ -278,17 +291,13 @@ def evaluate(args) -> dict[str, Any]:
                         run, jax.random.PRNGKey(seed), truths[task], references[task]
                     )
                     record = dict(
-                        task=task,
-                        parameterization=parameterization,
+                        zip(
+                            ("parameterization", "task", "sampler", "setting"), run_key, strict=True
+                        ),
                         seed=seed,
-                        sampler=name,
-                        setting=setting,
                         **metrics,
                     )
-                    with open(f"{stem}.json", "w") as f:
-                        json.dump(record, f)
-                    if seed == 0 and x is not None:
-                        np.save(f"{stem}.npy", x)
+                    write_run(stem, record, x if seed == 0 else None)
                 records.append(record)
                 if x is not None:
                     clouds[(task, parameterization, name, setting)] = x
