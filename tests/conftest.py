@@ -8,10 +8,28 @@ if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+if "NUMPYRO_DIFFUSION_TEST_NO_COMPILE_CACHE" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+    # One XLA compilation cache for the whole run, shared by the xdist workers and the
+    # notebook kernels (they inherit the environment): many tests build the same program
+    # from fresh closures, and each module's programs are released after it. The cache
+    # starts empty each run, so the suite's time is what a clean checkout (CI) sees.
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-compile-cache-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+
 
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
+    if "PYTEST_XDIST_WORKER" not in os.environ and "jax-compile-cache-" in cache:
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def pytest_configure(config):
