@@ -8,11 +8,12 @@ if "xla_force_host_platform_device_count" not in flags:
     os.environ["XLA_FLAGS"] = (flags + " --xla_force_host_platform_device_count=4").strip()
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-if "NUMPYRO_DIFFUSION_TEST_NO_COMPILE_CACHE" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
     # One XLA compilation cache for the whole run, shared by the xdist workers and the
     # notebook kernels (they inherit the environment): many tests build the same program
     # from fresh closures, and each module's programs are released after it. The cache
     # starts empty each run, so the suite's time is what a clean checkout (CI) sees.
+    # JAX_COMPILATION_CACHE_DIR="" turns it off.
     import tempfile
 
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-compile-cache-")

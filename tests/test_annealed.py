@@ -27,7 +27,7 @@ from numpyro_diffusion import (
     guided,
     noise_level,
 )
-from numpyro_diffusion.infer import AnnealedMCMC, AnnealedSMC
+from numpyro_diffusion.infer import AnnealedMCMC, AnnealedSMC, annealed
 from numpyro_diffusion.infer.annealed import clear_compiled_walks
 
 S = VPSchedule.cosine(100)
@@ -269,6 +269,25 @@ def test_chains_in_blocks_give_the_draws_of_all_at_once():
         AnnealedMCMC(SINGLE, "ula", 8, 2, levels=3, step_size=0.1, chain_block_size=0)
     with pytest.raises(ValueError, match="AnnealedSMC takes no chain_block_size"):
         AnnealedSMC(SINGLE, "hmc", 8, 2, levels=3, step_size=0.1, chain_block_size=4)
+    with pytest.raises(ValueError, match="unknown chain_block_size 'big'"):
+        AnnealedMCMC(SINGLE, "ula", 8, 2, levels=3, step_size=0.1, chain_block_size="big")
+
+
+def test_chain_blocks_by_default_only_on_a_cpu_with_many_unpooled_chains(monkeypatch):
+    def block(num_chains, **options):
+        options = dict(dict(levels=3, step_size=0.1, progress_bar=False), **options)
+        return AnnealedMCMC(SINGLE, "mala", num_chains, 2, **options).settings().chain_block_size
+
+    big = 2 * annealed.CPU_CHAIN_BLOCK
+    assert block(big) == annealed.CPU_CHAIN_BLOCK
+    assert block(annealed.CPU_CHAIN_BLOCK) is None
+    assert block(big, step_size=None) is None  # preconditioning pools the chains
+    assert block(big, chain_method="sharded") is None
+    assert block(big, chain_block_size=None) is None
+    smc = AnnealedSMC(SINGLE, "hmc", big, 2, levels=3, step_size=0.1, progress_bar=False)
+    assert smc.settings().walk.chain_block_size is None
+    monkeypatch.setattr(annealed.jax, "default_backend", lambda: "gpu")
+    assert block(big) is None
 
 
 @pytest.mark.parametrize("precondition", [False, True])

@@ -38,6 +38,9 @@ from numpyro_diffusion.schedules import VPSchedule
 __all__ = ["AnnealedMCMC", "LevelStats", "DrawStats", "WalkSettings", "clear_compiled_walks"]
 
 CHAIN_METHODS = ("vectorized", "sharded")
+CPU_CHAIN_BLOCK = 1024
+"""Chains a CPU moves at once by default: about where a 4 x 128 MLP's activations
+leave the cache (``benchmarks/peer_pytorch.py``)."""
 STEP_RULES = ("sigma", "beta")
 
 
@@ -212,6 +215,9 @@ class AnnealedMCMC:
         of about a thousand chains keep a network's activations in cache, which one
         batch of many thousands does not. Not with preconditioning, which pools every
         chain at every level, nor with ``chain_method="sharded"``. ``None``: all at once.
+        ``"auto"`` (default): blocks of :data:`CPU_CHAIN_BLOCK` on a CPU backend where
+        more chains than that move and neither of those pools them; all at once
+        otherwise (an accelerator wants the whole batch).
     """
 
     def __init__(
@@ -238,7 +244,7 @@ class AnnealedMCMC:
         energy: str | None = None,
         line_integral_points: int | None = None,
         superchain_size: int = 1,
-        chain_block_size: int | None = None,
+        chain_block_size: int | str | None = "auto",
     ):
         self.model = model
         self.kernel = kernel
@@ -371,8 +377,9 @@ class AnnealedMCMC:
                 "the 'beta' step rule fixes its own mass (beta_t) and cannot be combined with "
                 "preconditioning; use precondition=False (or None) with step_size='beta'."
             )
-        if self.chain_block_size is not None:
-            _check_int("chain_block_size", self.chain_block_size, 1)
+        block = self.resolve_chain_block_size()
+        if block is not None:
+            _check_int("chain_block_size", block, 1)
             if self.chain_method == "sharded":
                 raise ValueError(
                     "chain_block_size splits the chains of one device into blocks; with "
@@ -408,8 +415,27 @@ class AnnealedMCMC:
             bool(self.keep_trajectory),
             bool(self.progress_bar),
             self.chain_method,
-            None if self.chain_block_size is None else int(self.chain_block_size),
+            None if block is None else int(block),
         )
+
+    def resolve_chain_block_size(self) -> int | None:
+        """The block size the walk uses: ``chain_block_size`` with ``"auto"`` resolved
+        for the current backend, chain count and preconditioning."""
+        if isinstance(self.chain_block_size, str):
+            if self.chain_block_size != "auto":
+                raise ValueError(
+                    f"unknown chain_block_size {self.chain_block_size!r}; give a positive "
+                    "int, None (all chains at once) or 'auto'."
+                )
+            pooled = self.chain_method == "sharded" or (
+                self.preconditioned and self.steps_per_level > 0
+            )
+            on_cpu = jax.default_backend() == "cpu"
+            many = (
+                isinstance(self.num_chains, (int, np.integer)) and self.num_chains > CPU_CHAIN_BLOCK
+            )
+            return CPU_CHAIN_BLOCK if on_cpu and many and not pooled else None
+        return self.chain_block_size
 
     def resolve_levels(self, schedule: VPSchedule) -> np.ndarray:
         """The levels walked, as a decreasing integer array ending at 0."""

@@ -149,7 +149,7 @@ class AnnealedSMC(AnnealedMCMC):
                 "AnnealedSMC takes no superchain_size: resampling already mixes the "
                 "particles' starts, and its ESS is the diagnostic."
             )
-        if options.get("chain_block_size") is not None:
+        if options.pop("chain_block_size", None) is not None:
             raise ValueError(
                 "AnnealedSMC takes no chain_block_size: resampling draws from every "
                 "particle at once. Use AnnealedMCMC for blocks of chains."
@@ -174,6 +174,7 @@ class AnnealedSMC(AnnealedMCMC):
             num_samples=1,
             chain_method=chain_method,
             progress_bar=progress_bar,
+            chain_block_size=None,
             **options,
         )
 
