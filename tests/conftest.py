@@ -13,7 +13,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not i
     # notebook kernels (they inherit the environment): many tests build the same program
     # from fresh closures, and each module's programs are released after it. The cache
     # starts empty each run, so the suite's time is what a clean checkout (CI) sees.
-    # JAX_COMPILATION_CACHE_DIR="" turns it off.
+    # A JAX_COMPILATION_CACHE_DIR already set is used instead.
     import tempfile
 
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jax-compile-cache-")
