@@ -121,6 +121,16 @@ def test_scores_on_a_known_labelling():
     probs = np.eye(3)[labels] * 0.8 + 0.1 * (1 - np.eye(3)[labels])
     # every pixel at confidence 0.8, accuracy 0.75
     np.testing.assert_allclose(scores.expected_calibration_error(probs, truth), 0.05, rtol=1e-5)
+    # the same image many times: every resample has the same ECE
+    same = np.repeat(probs, 8, 0), np.repeat(truth, 8, 0)
+    assert scores.calibration_error_spread(*same) < 1e-12
+    # half the images right at confidence 0.8 (ECE 0.2), half wrong (0.8): resamples spread
+    right, wrong = np.eye(3)[truth] * 0.8 + 0.1, np.eye(3)[(truth + 1) % 3] * 0.8 + 0.1
+    mixed = np.concatenate([np.repeat(right, 16, 0), np.repeat(wrong, 16, 0)])
+    spread = scores.calibration_error_spread(mixed, np.repeat(truth, 32, 0))
+    # ECE of a resample is |accuracy - 0.9| with accuracy the share of right images:
+    # its standard error is that of a mean of 32 coin flips, 0.5 / sqrt(32)
+    np.testing.assert_allclose(spread, 0.5 / np.sqrt(32), rtol=0.2)
 
 
 def test_colour_clustering_recovers_well_separated_classes():

@@ -21,6 +21,7 @@ from numpyro_diffusion.tasks.segmentation.landcover import (
     generate_maps,
 )
 from numpyro_diffusion.tasks.segmentation.scores import (
+    calibration_error_spread,
     expected_calibration_error,
     mean_iou,
     pixel_accuracy,
@@ -45,6 +46,7 @@ __all__ = [
     "check_images",
     "compare_methods",
     "entropy",
+    "calibration_error_spread",
     "expected_calibration_error",
     "format_table",
     "generate_maps",

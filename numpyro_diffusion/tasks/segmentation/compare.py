@@ -12,6 +12,7 @@ from numpyro_diffusion.metrics import mean_and_standard_error
 from numpyro_diffusion.tasks.segmentation.baselines import matched_clustering
 from numpyro_diffusion.tasks.segmentation.landcover import CLASSES, City
 from numpyro_diffusion.tasks.segmentation.scores import (
+    calibration_error_spread,
     expected_calibration_error,
     mean_iou,
     pixel_accuracy,
@@ -39,7 +40,8 @@ LABELS = {
 
 
 def score(name: str, probs, truth, seconds: float) -> dict:
-    """Mean and standard error over images of accuracy and mean IoU, and the ECE."""
+    """Mean and standard error over images of accuracy and mean IoU, and the ECE with
+    its bootstrap standard error over images."""
     probs, truth = np.asarray(probs), np.asarray(truth)
     labels = probs.argmax(-1)
     accuracy, accuracy_se = mean_and_standard_error(pixel_accuracy(labels, truth))
@@ -51,6 +53,7 @@ def score(name: str, probs, truth, seconds: float) -> dict:
         miou=miou,
         miou_se=miou_se,
         ece=expected_calibration_error(probs, truth),
+        ece_se=calibration_error_spread(probs, truth),
         seconds=seconds,
     )
 
@@ -94,7 +97,7 @@ def format_table(rows: list[dict], title: str) -> str:
         lines.append(
             f"| {LABELS.get(r['method'], r['method'])} | {100 * r['accuracy']:.1f} +- "
             f"{100 * r['accuracy_se']:.1f} % | {100 * r['miou']:.1f} +- {100 * r['miou_se']:.1f} % "
-            f"| {r['ece']:.3f} | {r['seconds']:.2f} |"
+            f"| {r['ece']:.3f} +- {r['ece_se']:.3f} | {r['seconds']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -50,3 +50,17 @@ def expected_calibration_error(probs, truth, num_bins: int = 15) -> float:
     r = reliability(probs, truth, num_bins)
     keep = r.fraction > 0
     return float(np.sum(r.fraction[keep] * np.abs(r.accuracy[keep] - r.confidence[keep])))
+
+
+def calibration_error_spread(
+    probs, truth, num_bins: int = 15, num_resamples: int = 200, seed: int = 0
+) -> float:
+    """Bootstrap standard error of :func:`expected_calibration_error` over images
+    (images resampled with replacement; pixels of one image are not independent)."""
+    probs, truth = np.asarray(probs), np.asarray(truth)
+    rng = np.random.default_rng(seed)
+    draws = [
+        expected_calibration_error(probs[i], truth[i], num_bins)
+        for i in rng.integers(0, len(probs), (num_resamples, len(probs)))
+    ]
+    return float(np.std(draws, ddof=1))
