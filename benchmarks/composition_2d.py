@@ -334,10 +334,43 @@ def summarise(records: list[dict]) -> list[dict]:
     return rows
 
 
+def _cell(v, fmt):
+    mean, se = v
+    return f"{mean:{fmt}}" if np.isnan(se) else f"{mean:{fmt}} ± {se:{fmt}}"
+
+
+def overview(rows, reference_log_lik) -> list[str]:
+    """The table at a glance: one line per sampler and steps, one column per task and
+    parameterization, each cell log-likelihood / MMD (score-only models' MALA and HMC
+    are the line-integral rows)."""
+    present = {(r["task"], r["parameterization"]) for r in rows}
+    columns = [(t, p) for t in reference_log_lik for p in ("eps", "energy") if (t, p) in present]
+    found = {(r["task"], r["parameterization"], r["sampler"], r["setting"]): r for r in rows}
+    lines = [
+        "| sampler | steps | " + " | ".join(f"{t} ({p})" for t, p in columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for name, _, steps, _ in SAMPLERS:
+        if name.endswith(", line integral"):
+            continue
+        for setting in ("-",) if steps is None else SETTINGS:
+            cells = []
+            for task, parameterization in columns:
+                r = found.get((task, parameterization, name, setting)) or found.get(
+                    (task, parameterization, f"{name}, line integral", setting)
+                )
+                cells.append(
+                    "n/a"
+                    if r is None
+                    else f"{_cell(r['log_lik'], '.2f')} / {_cell(r['mmd'], '.3f')}"
+                )
+            label = f"{name} (eps: line integral)" if name in ("MALA", "HMC") else name
+            lines.append(f"| {label} | {setting} | " + " | ".join(cells) + " |")
+    exact = " | ".join(f"{reference_log_lik[t]:.2f} / 0" for t, _ in columns)
+    return lines + [f"| exact draws | | {exact} |"]
+
+
 def markdown(rows, reference_log_lik, args, device: str) -> str:
-    def cell(v, fmt):
-        mean, se = v
-        return f"{mean:{fmt}}" if np.isnan(se) else f"{mean:{fmt}} ± {se:{fmt}}"
 
     seeds = sorted({r["seeds"] for r in rows})
     lines = [
@@ -354,13 +387,19 @@ def markdown(rows, reference_log_lik, args, device: str) -> str:
         "the library's defaults. Not in the table (n/a): score-only (eps) models with "
         "MALA, HMC, SMC or a mixture.",
         "",
+        "At a glance, log-likelihood / MMD:",
+        "",
+        *overview(rows, reference_log_lik),
+        "",
+        "Every metric:",
+        "",
         "| task | parameterization | sampler | steps | log-likelihood | MMD | W2 | divergences |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['parameterization']} | {r['sampler']} | {r['setting']} | "
-            f"{cell(r['log_lik'], '.3f')} | {cell(r['mmd'], '.4f')} | {cell(r['w2'], '.3f')} | "
+            f"{_cell(r['log_lik'], '.3f')} | {_cell(r['mmd'], '.4f')} | {_cell(r['w2'], '.3f')} | "
             f"{r['divergences'][0]:.0f} |"
         )
     lines += [
