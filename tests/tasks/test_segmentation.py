@@ -124,7 +124,7 @@ def test_scores_on_a_known_labelling():
     # the same image many times: every resample has the same ECE
     same = np.repeat(probs, 8, 0), np.repeat(truth, 8, 0)
     assert scores.calibration_error_spread(*same) < 1e-12
-    # half the images right at confidence 0.8 (ECE 0.2), half wrong (0.8): resamples spread
+    # half the images right at confidence 0.9 (ECE 0.1), half wrong (0.9): resamples spread
     right, wrong = np.eye(3)[truth] * 0.8 + 0.1, np.eye(3)[(truth + 1) % 3] * 0.8 + 0.1
     mixed = np.concatenate([np.repeat(right, 16, 0), np.repeat(wrong, 16, 0)])
     spread = scores.calibration_error_spread(mixed, np.repeat(truth, 32, 0))
