@@ -96,6 +96,34 @@ def test_the_start_of_adaptation_follows_the_rule():
             assert float(a.step_size) == float(b.step_size)
 
 
+@pytest.mark.parametrize("kernel", ["hmc", "mala"])
+def test_the_move_traces_the_potential_once_per_place_that_needs_it(kernel):
+    """Entering the level evaluates the potential once and every kernel step shares one
+    scan, adapting or not; the first level's step-size search adds one kernel step and
+    starts from the entered state. Each trace is a copy of the network's gradient in
+    the compiled program, and compile time grows with the copies."""
+    pot = potential_of(G)
+    traces = [0]
+
+    def counted(z, t):
+        traces[0] += 1
+        return pot.potential_fn(z, t)
+
+    counting = pot._replace(potential_fn=counted)
+
+    def count(**settings):
+        move = build_move(get_kernel(kernel), counting, MoveSettings(num_steps=4, **settings))
+        state = move.init(jax.random.PRNGKey(0), jnp.zeros(2), level(20, 20))
+        traces[0] = 0
+        jax.make_jaxpr(move.step)(jax.random.PRNGKey(1), state, level(10, 20))
+        return traces[0]
+
+    entered_and_steps = count()
+    assert entered_and_steps == 2
+    assert count(num_adapt_steps=2) == count(num_adapt_steps=4) == entered_and_steps
+    assert count(num_adapt_steps=2, search_first_step=True) == entered_and_steps + 1
+
+
 def test_the_potential_is_the_annealed_potential():
     pot = potential_of(G)
     ref = annealed_potential(G)

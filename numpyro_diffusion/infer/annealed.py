@@ -487,8 +487,12 @@ class AnnealedMCMC:
         keys = self._walk_keys(rng_key)
         if compiled is None:
             # Tracing the model happens once per model and argument structure; the
-            # start-point search and the walk are one compiled program.
-            family, _ = initialize_potential(keys[0], model_fn, *split.rebuild(split.dynamic))
+            # start-point search and the walk are one compiled program. One key and no
+            # gradient: the structure is all that is needed here, and a batch of keys
+            # would compile the model's gradient a second time, outside the walk.
+            family, _ = initialize_potential(
+                keys[0][0], model_fn, *split.rebuild(split.dynamic), check_gradient=False
+            )
             if self._needs_energy() and not family.has_energy:
                 raise self._energy_error()
             if family.schedule is None:

@@ -276,7 +276,7 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         z = jnp.where(moved, z_new, z)
         return z, jnp.where(moved, log_q, 0.0), applies & ~finite, jnp.where(moved, log_back, 0.0)
 
-    def start_step_size(rng_key, state, z, target, level, inverse_mass):
+    def start_step_size(rng_key, state, kstate, target, level, inverse_mass):
         first = level.t == level.t_prev
         if settings.start_rule == "given" or K_adapt == 0:
             size = level.step_size
@@ -290,13 +290,15 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         if settings.search_first_step:
 
             def search(size):
-                kstate = kernel.init(rng_key, z, target, inverse_mass)
+                # the entered state under this mass, as init would give it: no second
+                # copy of the model's gradient in the compiled program
+                start = kernel.remass(rng_key, kstate, inverse_mass)
 
                 def kernel_at(h):
                     return lambda k, s: kernel.step(k, s, target, h, inverse_mass)
 
                 found = find_reasonable_step_size(
-                    rng_key, kernel_at, kstate, size, settings.target_accept
+                    rng_key, kernel_at, start, size, settings.target_accept
                 )
                 # One proposal is a noisy guide, and a lucky one can pick a size that
                 # diverges: the search only shrinks the start.
@@ -357,23 +359,13 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             pooled = chain_preconditioner(z, kernel.gradient(kstate), CHAIN_AXIS)
             inverse_mass = inverse_mass * pooled
             kstate = kernel.remass(k_mass, kstate, inverse_mass)
-        size = start_step_size(k_search, state, z, target, level, inverse_mass)
+        size = start_step_size(k_search, state, kstate, target, level, inverse_mass)
+        # Adaptation and sampling steps are one scan over the K steps (step j adapts
+        # while j < K_adapt): one copy of the kernel step, and of the model's gradient,
+        # in the compiled program instead of two.
+        da: DualAveragingAdaptationState = da_init(size)._replace(mu=jnp.log(size))
 
-        def kernel_step(kstate, j, size):
-            return kernel.step(jax.random.fold_in(k_steps, j), kstate, target, size, inverse_mass)
-
-        adapt_accept = jnp.nan
-        if K_adapt > 0:
-
-            def adapt_body(carry, j):
-                kstate, da = carry
-                kstate, info = kernel_step(kstate, j, jnp.exp(da.log_step_size))
-                return (kstate, da_update(da, info.acceptance_rate)), info.acceptance_rate
-
-            # Shrink toward the start rather than BlackJAX's 10x initial guess:
-            # neighbouring levels are alike.
-            da: DualAveragingAdaptationState = da_init(size)._replace(mu=jnp.log(size))
-            (kstate, da), accepts = jax.lax.scan(adapt_body, (kstate, da), jnp.arange(K_adapt))
+        def finish_adaptation(da):
             size = da_final(da)
             if settings.precondition:
                 # No chain steps further than the chains' typical (geometric mean) size:
@@ -381,16 +373,28 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
                 # sharp (a noise scale's funnel), and the pooled mass already sets scales.
                 typical = jnp.exp(jax.lax.pmean(jnp.log(size), CHAIN_AXIS))
                 size = jnp.minimum(size, typical)
-            adapt_accept = jnp.mean(accepts)
+            return size
+
+        def body(carry, j):
+            kstate, da, size = carry
+            adapting = j < K_adapt
+            h = jnp.where(adapting, jnp.exp(da.log_step_size), size)
+            kstate, info = kernel.step(
+                jax.random.fold_in(k_steps, j), kstate, target, h, inverse_mass
+            )
+            if K_adapt > 0:
+                updated = da_update(da, info.acceptance_rate)
+                da = jax.tree.map(lambda new, old: jnp.where(adapting, new, old), updated, da)
+                size = jnp.where(j == K_adapt - 1, finish_adaptation(da), size)
+            return (kstate, da, size), info
+
+        (kstate, _, size), infos = jax.lax.scan(body, (kstate, da, size), jnp.arange(K))
+        adapt_accept = jnp.mean(infos.acceptance_rate[:K_adapt]) if K_adapt else jnp.nan
         if K > K_adapt:
-
-            def sample_body(kstate, j):
-                return kernel_step(kstate, j, size)
-
-            kstate, infos = jax.lax.scan(sample_body, kstate, jnp.arange(K_adapt, K))
-            accept = jnp.mean(infos.acceptance_rate)
-            num_divergent = jnp.sum(infos.is_divergent)
-            last = (infos.acceptance_rate[-1], infos.is_divergent[-1], infos.energy[-1])
+            sampled = jax.tree.map(lambda a: a[K_adapt:], infos)
+            accept = jnp.mean(sampled.acceptance_rate)
+            num_divergent = jnp.sum(sampled.is_divergent)
+            last = (sampled.acceptance_rate[-1], sampled.is_divergent[-1], sampled.energy[-1])
         else:
             accept, num_divergent = adapt_accept, jnp.zeros((), jnp.int32)
             last = (adapt_accept, jnp.zeros((), bool), jnp.full((), jnp.nan))

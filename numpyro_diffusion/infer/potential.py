@@ -179,13 +179,20 @@ class PotentialFamily(NamedTuple):
 
 
 def initialize_potential(
-    rng_key: Array, model_fn: Callable, model_args: tuple, model_kwargs: dict
+    rng_key: Array,
+    model_fn: Callable,
+    model_args: tuple,
+    model_kwargs: dict,
+    *,
+    check_gradient: bool = True,
 ) -> tuple[PotentialFamily, Array]:
     """Trace the NumPyro function ``model_fn`` once (see :func:`as_numpyro_model`) and
     return its potential family and initial flat positions.
 
     ``rng_key`` of shape ``(2,)`` gives one position ``(D,)``; a batch of keys
-    ``(C, 2)`` gives ``(C, D)``.
+    ``(C, 2)`` gives ``(C, D)``. ``check_gradient=False`` accepts a start point whose
+    potential is finite without evaluating its gradient: for a caller that only needs
+    the family (whose ``init_fn`` checks both).
     """
     start = init_to_diffusion_noise()
     leveled = _leveled(model_fn)
@@ -207,6 +214,7 @@ def initialize_potential(
             dynamic_args=True,
             model_args=(jnp.asarray(0, jnp.int32), *model_args),
             model_kwargs=model_kwargs,
+            validate_grad=check_gradient,
         )
     trace = info.model_trace
     latent = [
@@ -288,6 +296,7 @@ def initialize_potential(
                 model_args=(jnp.asarray(0, jnp.int32), *args),
                 model_kwargs=kwargs,
                 prototype_params=prototype,
+                validate_grad=False,
             )
         return jax.vmap(lambda z: ravel_pytree(z)[0])(params)
 
