@@ -154,19 +154,20 @@ def component_path(models_dir: str, name: str, parameterization: str, seed: int)
     return os.path.join(models_dir, f"{name}-{parameterization}-{seed}.npz")
 
 
-def train_component(name: str, parameterization: str, seed: int, args, models_dir: str):
-    """One component, trained once per configuration and seed (resumable if stopped)."""
-    path = component_path(models_dir, name, parameterization, seed)
-    if os.path.exists(path):
-        return nd.load(path)
+def train_component(
+    name: str, parameterization: str, seeds: list[int], args, models_dir: str
+) -> None:
+    """One component for several seeds, trained together in one program (each seed's
+    model is the one it would get alone, to float rounding) and resumable if stopped."""
+    paths = [component_path(models_dir, name, parameterization, seed) for seed in seeds]
     base = nd.ResidualMLP(hidden=args.hidden, num_blocks=args.blocks)
     network = nd.EnergyNetwork(base, "dae") if parameterization == "energy" else base
-    key = jax.random.PRNGKey(1000 * seed + sorted(TOYS).index(name))
-    data = TOYS[name].sample(jax.random.fold_in(key, 1), 100_000)
+    keys = jnp.stack([jax.random.PRNGKey(1000 * s + sorted(TOYS).index(name)) for s in seeds])
+    data = jnp.stack([TOYS[name].sample(jax.random.fold_in(k, 1), 100_000) for k in keys])
     if not args.quiet:
-        print(f"training {name} ({parameterization}, seed {seed})", file=sys.stderr)
-    state = f"{path}.state.npz"
-    model = nd.train(
+        print(f"training {name} ({parameterization}, seeds {seeds})", file=sys.stderr)
+    state = f"{paths[0][: -len('.npz')]}-with-seeds-{'-'.join(map(str, seeds))}.state.npz"
+    models = nd.train(
         network,
         data,
         schedule=nd.VPSchedule.cosine(args.levels),
@@ -174,15 +175,31 @@ def train_component(name: str, parameterization: str, seed: int, args, models_di
         num_steps=args.train_steps,
         batch_size=1000,
         optimizer=optax.adam(1e-3),
-        rng_key=key,
+        rng_key=keys,
         ema_decay=0.999,
         progress_bar=not args.quiet,
         resume_path=state,
         save_every=1000,
     )
-    nd.save(path, model)
+    for path, model in zip(paths, models, strict=True):
+        nd.save(path, model)
     os.remove(state)
-    return model
+
+
+def trained_components(names, parameterization: str, seed: int, args, models_dir: str):
+    """This seed's components; a missing one trains together with the same component
+    of every later seed that lacks it."""
+    for name in names:
+        if not os.path.exists(component_path(models_dir, name, parameterization, seed)):
+            missing = [
+                s
+                for s in range(seed, args.seeds)
+                if not os.path.exists(component_path(models_dir, name, parameterization, s))
+            ]
+            train_component(name, parameterization, missing, args, models_dir)
+    return {
+        name: nd.load(component_path(models_dir, name, parameterization, seed)) for name in names
+    }
 
 
 def sampler_settings(steps: int | None, index: int, args) -> tuple[str, ...]:
@@ -275,10 +292,7 @@ def evaluate(args) -> dict[str, Any]:
             ]
             if args.report and not all(trained):
                 continue
-            models = {
-                name: train_component(name, parameterization, seed, args, models_dir)
-                for name in needed
-            }
+            models = trained_components(needed, parameterization, seed, args, models_dir)
             for task, name, setting, run in planned_runs(models, parameterization, args):
                 run_key = (parameterization, task, name, setting)
                 stem = os.path.join(runs_dir, _slug(seed, *run_key))

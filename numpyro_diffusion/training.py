@@ -48,7 +48,7 @@ def train(
     steps_per_call: int = 100,
     resume_path: str | None = None,
     save_every: int = 500,
-) -> DiffusionModel:
+) -> DiffusionModel | list[DiffusionModel]:
     """Train ``network`` on ``data`` by eps matching and return a :class:`DiffusionModel`.
 
     Each step draws a batch, a level ``t ~ U{0..T-1}`` and noise ``eps`` per example,
@@ -56,12 +56,18 @@ def train(
     parameterization's noise estimate (for ``"energy"``, the gradient of the raw
     energy: double backpropagation).
 
+    Several independent models (seeds, or one network on several datasets) train in
+    one compiled program when ``rng_key`` is a batch of ``M`` keys ``(M, 2)``: then
+    ``data`` is ``(M, N, *event_shape)`` and ``labels`` ``(M, N)``, one dataset per
+    model, and a list of ``M`` models comes back. Small networks leave most of a
+    device idle, so ``M`` models cost far less than ``M`` times one.
+
     Parameters
     ----------
     data
-        Shape ``(N, *event_shape)``.
+        Shape ``(N, *event_shape)`` (``(M, N, *event_shape)`` for ``M`` keys).
     labels
-        Integer classes, shape ``(N,)``, for a class-conditional network.
+        Integer classes, shape ``(N,)`` (``(M, N)``), for a class-conditional network.
     p_uncond
         Probability of replacing a label by the null class (classifier-free guidance).
     ema_decay
@@ -78,13 +84,27 @@ def train(
 
     Returns
     -------
-    A :class:`DiffusionModel`; its ``training_losses`` attribute holds the loss of
-    every step, shape ``(num_steps,)``. The same ``rng_key`` gives the same model.
+    A :class:`DiffusionModel` (a list of ``M`` for ``M`` keys); its ``training_losses``
+    attribute holds the loss of every step, shape ``(num_steps,)``. The same
+    ``rng_key`` gives the same model.
     """
     check_parameterization(parameterization)
+    keys = jnp.asarray(rng_key)
+    if keys.ndim not in (1, 2) or keys.shape[-1] != 2:
+        raise ValueError(
+            f"rng_key must be one key (2,) or a batch of keys (M, 2), got shape {keys.shape}."
+        )
+    many = keys.ndim == 2
     data = jnp.asarray(data, dtype=jnp.float32)
-    if data.ndim < 2:
-        raise ValueError(f"data must have shape (N, *event_shape), got {data.shape}.")
+    if not many:
+        keys, data = keys[None], data[None]
+        labels = None if labels is None else jnp.asarray(labels)[None]
+    M = keys.shape[0]
+    shape_note = " (one dataset per key: (M, N, *event_shape))" if many else ""
+    if data.ndim < 3 or data.shape[0] != M:
+        shape = "(N, *event_shape)" if not many else f"({M}, N, *event_shape)"
+        given = data.shape if many else data.shape[1:]
+        raise ValueError(f"data must have shape {shape}{shape_note}, got {given}.")
     if num_steps < 1 or batch_size < 1:
         raise ValueError("num_steps and batch_size must be positive.")
     if not 0.0 <= p_uncond < 1.0:
@@ -98,26 +118,35 @@ def train(
                 "labels were given but the network has no classes; build it with num_classes=K."
             )
         labels = jnp.asarray(labels, dtype=jnp.int32)
-        if labels.shape != data.shape[:1]:
-            raise ValueError(f"labels must have shape {data.shape[:1]}, got {labels.shape}.")
+        if labels.shape != data.shape[:2]:
+            expected, given = (
+                (data.shape[:2], labels.shape)
+                if many
+                else (
+                    data.shape[1:2],
+                    labels.shape[1:],
+                )
+            )
+            raise ValueError(f"labels must have shape {expected}, got {given}.")
         if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
             raise ValueError(f"labels must lie in 0 .. {num_classes - 1}.")
     elif p_uncond > 0:
         raise ValueError("p_uncond > 0 drops labels, so it needs labels=...")
 
-    n, event_shape = data.shape[0], data.shape[1:]
+    n, event_shape = data.shape[1], data.shape[2:]
     if batch_size > n:
         raise ValueError(
             f"batch_size ({batch_size}) exceeds the {n} examples in data; give batch_size <= {n}."
         )
     T = schedule.num_steps
-    init_key, loop_key = jax.random.split(rng_key)
-    init_cond = None if labels is None else labels[:1]
-    params = network.init(init_key, data[:1], jnp.zeros((1,), jnp.int32), init_cond)
-    opt_state = optimizer.init(params)
-    ema = params if ema_decay is not None else None
 
-    def loss_fn(params, key):
+    def init_carry(key, data, labels):
+        init_key = jax.random.split(key)[0]
+        init_cond = None if labels is None else labels[:1]
+        params = network.init(init_key, data[:1], jnp.zeros((1,), jnp.int32), init_cond)
+        return params, optimizer.init(params), params if ema_decay is not None else None
+
+    def loss_fn(params, key, data, labels):
         k_idx, k_t, k_eps, k_drop = jax.random.split(key, 4)
         idx = jax.random.randint(k_idx, (batch_size,), 0, n)
         x0 = data[idx]
@@ -131,31 +160,48 @@ def train(
         eps_hat = _predicted_eps(network, params, parameterization, schedule, x_t, t, cond)
         return jnp.mean((eps - eps_hat) ** 2)
 
-    def one_step(carry, i):
+    def one_step(carry, i, key, data, labels):
         params, opt_state, ema = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(loop_key, i))
+        loop_key = jax.random.split(key)[1]
+        loss, grads = jax.value_and_grad(loss_fn)(
+            params, jax.random.fold_in(loop_key, i), data, labels
+        )
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         if ema is not None:
             ema = optax.incremental_update(params, ema, 1.0 - ema_decay)
         return (params, opt_state, ema), loss
 
+    if many:
+        labels_axis = None if labels is None else 0
+        init_all = jax.vmap(init_carry, (0, 0, labels_axis))
+        step_all = jax.vmap(one_step, (0, None, 0, 0, labels_axis))
+        carry = init_all(keys, data, labels)
+    else:  # one model: the program and the saved state as they always were
+        one = None if labels is None else labels[0]
+        carry = init_carry(keys[0], data[0], one)
+
+        def step_all(carry, i, keys, data, labels):
+            carry, loss = one_step(carry, i, keys[0], data[0], one)
+            return carry, loss[None]
+
     @jax.jit
     def run_chunk(carry, steps):
-        return jax.lax.scan(one_step, carry, steps)
+        return jax.lax.scan(lambda c, i: step_all(c, i, keys, data, labels), carry, steps)
 
-    carry = (params, opt_state, ema)
     losses = []
     first = 0
     if resume_path is not None and os.path.exists(resume_path):
         carry, done_losses, first = load_training_state(resume_path, carry)
+        done_losses = done_losses.reshape(done_losses.shape[0], M)
         losses.append(done_losses[:num_steps])
         first = min(first, num_steps)
     bar = None
     if progress_bar:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, initial=first, desc="training", file=sys.stderr)
+        what = f"training {M} models" if many else "training"
+        bar = tqdm(total=num_steps, initial=first, desc=what, file=sys.stderr)
     chunk = max(1, min(steps_per_call, num_steps))
     saved = first
     for start in range(first, num_steps, chunk):
@@ -165,7 +211,10 @@ def train(
         losses.append(np.asarray(chunk_losses))
         done = start + kept
         if resume_path is not None and (done - saved >= save_every or done == num_steps):
-            save_training_state(resume_path, carry, np.concatenate(losses), done)
+            saved_losses = np.concatenate(losses)
+            save_training_state(
+                resume_path, carry, saved_losses if many else saved_losses[:, 0], done
+            )
             saved = done
         if bar is not None:
             bar.update(kept)
@@ -173,11 +222,24 @@ def train(
     if bar is not None:
         bar.close()
     params, _, ema = carry
-    model = DiffusionModel(
-        network, ema if ema is not None else params, schedule, parameterization, event_shape
-    )
-    model.training_losses = np.concatenate(losses)
-    return model
+    kept_params = ema if ema is not None else params
+    all_losses = np.concatenate(losses)  # (num_steps, M)
+    if not many:
+        model = DiffusionModel(network, kept_params, schedule, parameterization, event_shape)
+        model.training_losses = all_losses[:, 0]
+        return model
+    models = []
+    for m in range(M):
+        model = DiffusionModel(
+            network,
+            jax.tree.map(lambda a, m=m: a[m], kept_params),
+            schedule,
+            parameterization,
+            event_shape,
+        )
+        model.training_losses = all_losses[:, m]
+        models.append(model)
+    return models
 
 
 def save_training_state(path: str, carry: Any, losses: np.ndarray, step: int) -> None:
