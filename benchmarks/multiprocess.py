@@ -138,12 +138,17 @@ def main(argv=None) -> dict:
         "",
         "What limits scaling: every level pools the chains across processes (the "
         "preconditioner's sums, the step-size cap, the level statistics: a few all-reduces "
-        "through gloo a level) and each run gathers its draws to every process. A line "
-        "through the two sizes puts that fixed cost near 0.3 s a run with two processes "
-        "(per-chain time unchanged), so a process needs many chains (here ~10^4) before "
-        "the second core pays.",
-        "",
+        "through gloo a level) and each run gathers its draws to every process.",
     ]
+    two = [r for r in rows if r["processes"] == 2]
+    if len({r["chains"] for r in two}) >= 2:
+        slope, fixed = np.polyfit([r["chains"] for r in two], [r["seconds"] for r in two], 1)
+        lines[-1] += (
+            f" A line through the {len(two)} sizes puts that fixed cost at {fixed:.2f} s a "
+            f"run with two processes ({slope * 1e6:.0f} us a chain), so a process needs many "
+            "chains before the second core pays."
+        )
+    lines.append("")
     name = "multiprocess_quick" if args.quick else "multiprocess"
     write_results(args.out, name, dict(settings=vars(args), rows=rows), "\n".join(lines))
     return dict(rows=rows)

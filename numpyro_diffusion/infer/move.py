@@ -385,7 +385,9 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             if K_adapt > 0:
                 updated = da_update(da, info.acceptance_rate)
                 da = jax.tree.map(lambda new, old: jnp.where(adapting, new, old), updated, da)
-                size = jnp.where(j == K_adapt - 1, finish_adaptation(da), size)
+                # a cond on the (unbatched) step index: the chains' pooled cap is one
+                # collective per level, not one per step
+                size = jax.lax.cond(j == K_adapt - 1, finish_adaptation, lambda _: size, da)
             return (kstate, da, size), info
 
         (kstate, _, size), infos = jax.lax.scan(body, (kstate, da, size), jnp.arange(K))
