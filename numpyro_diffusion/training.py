@@ -100,11 +100,10 @@ def train(
         keys, data = keys[None], data[None]
         labels = None if labels is None else jnp.asarray(labels)[None]
     M = keys.shape[0]
-    shape_note = " (one dataset per key: (M, N, *event_shape))" if many else ""
     if data.ndim < 3 or data.shape[0] != M:
-        shape = "(N, *event_shape)" if not many else f"({M}, N, *event_shape)"
+        expected = f"({M}, N, *event_shape), one dataset per key" if many else "(N, *event_shape)"
         given = data.shape if many else data.shape[1:]
-        raise ValueError(f"data must have shape {shape}{shape_note}, got {given}.")
+        raise ValueError(f"data must have shape {expected}, got {given}.")
     if num_steps < 1 or batch_size < 1:
         raise ValueError("num_steps and batch_size must be positive.")
     if not 0.0 <= p_uncond < 1.0:
@@ -119,14 +118,8 @@ def train(
             )
         labels = jnp.asarray(labels, dtype=jnp.int32)
         if labels.shape != data.shape[:2]:
-            expected, given = (
-                (data.shape[:2], labels.shape)
-                if many
-                else (
-                    data.shape[1:2],
-                    labels.shape[1:],
-                )
-            )
+            expected = data.shape[:2] if many else data.shape[1:2]
+            given = labels.shape if many else labels.shape[1:]
             raise ValueError(f"labels must have shape {expected}, got {given}.")
         if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
             raise ValueError(f"labels must lie in 0 .. {num_classes - 1}.")
@@ -140,8 +133,10 @@ def train(
         )
     T = schedule.num_steps
 
-    def init_carry(key, data, labels):
-        init_key = jax.random.split(key)[0]
+    # each model's keys: one to initialise, one for its steps' random numbers
+    init_keys, loop_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+
+    def init_carry(init_key, data, labels):
         init_cond = None if labels is None else labels[:1]
         params = network.init(init_key, data[:1], jnp.zeros((1,), jnp.int32), init_cond)
         return params, optimizer.init(params), params if ema_decay is not None else None
@@ -160,9 +155,8 @@ def train(
         eps_hat = _predicted_eps(network, params, parameterization, schedule, x_t, t, cond)
         return jnp.mean((eps - eps_hat) ** 2)
 
-    def one_step(carry, i, key, data, labels):
+    def one_step(carry, i, loop_key, data, labels):
         params, opt_state, ema = carry
-        loop_key = jax.random.split(key)[1]
         loss, grads = jax.value_and_grad(loss_fn)(
             params, jax.random.fold_in(loop_key, i), data, labels
         )
@@ -176,10 +170,10 @@ def train(
         labels_axis = None if labels is None else 0
         init_all = jax.vmap(init_carry, (0, 0, labels_axis))
         step_all = jax.vmap(one_step, (0, None, 0, 0, labels_axis))
-        carry = init_all(keys, data, labels)
+        carry = init_all(init_keys, data, labels)
     else:  # one model: the program and the saved state as they always were
         one = None if labels is None else labels[0]
-        carry = init_carry(keys[0], data[0], one)
+        carry = init_carry(init_keys[0], data[0], one)
 
         def step_all(carry, i, keys, data, labels):
             carry, loss = one_step(carry, i, keys[0], data[0], one)
@@ -187,7 +181,7 @@ def train(
 
     @jax.jit
     def run_chunk(carry, steps):
-        return jax.lax.scan(lambda c, i: step_all(c, i, keys, data, labels), carry, steps)
+        return jax.lax.scan(lambda c, i: step_all(c, i, loop_keys, data, labels), carry, steps)
 
     losses = []
     first = 0
