@@ -31,6 +31,7 @@ written from the seeds finished so far.
 
     python benchmarks/composition_2d.py > composition.log 2>&1 &   # full table (CPU: hours)
     python benchmarks/composition_2d.py --report    # the table from the runs finished so far
+    python benchmarks/composition_2d.py --train-only   # every component, for all seeds, at once
     python benchmarks/composition_2d.py --quick                     # smoke test
 """
 
@@ -154,19 +155,27 @@ def component_path(models_dir: str, name: str, parameterization: str, seed: int)
     return os.path.join(models_dir, f"{name}-{parameterization}-{seed}.npz")
 
 
-def train_component(
-    name: str, parameterization: str, seeds: list[int], args, models_dir: str
+def train_components(
+    pairs: list[tuple[str, int]], parameterization: str, args, models_dir: str
 ) -> None:
-    """One component for several seeds, trained together in one program (each seed's
-    model is the one it would get alone, to float rounding) and resumable if stopped."""
-    paths = [component_path(models_dir, name, parameterization, seed) for seed in seeds]
+    """Components ``(name, seed)`` trained together in one program (each model is the
+    one its key and data give alone, to float rounding), resumable if stopped."""
+    paths = [component_path(models_dir, name, parameterization, seed) for name, seed in pairs]
     base = nd.ResidualMLP(hidden=args.hidden, num_blocks=args.blocks)
     network = nd.EnergyNetwork(base, "dae") if parameterization == "energy" else base
-    keys = jnp.stack([jax.random.PRNGKey(1000 * s + sorted(TOYS).index(name)) for s in seeds])
-    data = jnp.stack([TOYS[name].sample(jax.random.fold_in(k, 1), 100_000) for k in keys])
+    keys = jnp.stack([jax.random.PRNGKey(1000 * s + sorted(TOYS).index(n)) for n, s in pairs])
+    names = [name for name, _ in pairs]
+    data = jnp.stack(
+        [
+            TOYS[n].sample(jax.random.fold_in(k, 1), 100_000)
+            for n, k in zip(names, keys, strict=True)
+        ]
+    )
     if not args.quiet:
-        print(f"training {name} ({parameterization}, seeds {seeds})", file=sys.stderr)
-    state = f"{paths[0][: -len('.npz')]}-with-seeds-{'-'.join(map(str, seeds))}.state.npz"
+        print(f"training {parameterization} components {pairs}", file=sys.stderr)
+    state = os.path.join(
+        models_dir, f"{parameterization}-{'-'.join(f'{n}{s}' for n, s in pairs)}.state.npz"
+    )
     models = nd.train(
         network,
         data,
@@ -186,17 +195,22 @@ def train_component(
     os.remove(state)
 
 
+def missing_components(names, parameterization: str, seeds, models_dir: str):
+    """``(name, seed)`` of the components not trained yet."""
+    return [
+        (name, s)
+        for s in seeds
+        for name in names
+        if not os.path.exists(component_path(models_dir, name, parameterization, s))
+    ]
+
+
 def trained_components(names, parameterization: str, seed: int, args, models_dir: str):
-    """This seed's components; a missing one trains together with the same component
-    of every later seed that lacks it."""
-    for name in names:
-        if not os.path.exists(component_path(models_dir, name, parameterization, seed)):
-            missing = [
-                s
-                for s in range(seed, args.seeds)
-                if not os.path.exists(component_path(models_dir, name, parameterization, s))
-            ]
-            train_component(name, parameterization, missing, args, models_dir)
+    """This seed's components; if one is missing, every missing component of this and
+    the later seeds trains in one program."""
+    if missing_components(names, parameterization, [seed], models_dir):
+        missing = missing_components(names, parameterization, range(seed, args.seeds), models_dir)
+        train_components(missing, parameterization, args, models_dir)
     return {
         name: nd.load(component_path(models_dir, name, parameterization, seed)) for name in names
     }
@@ -270,11 +284,15 @@ def write_run(stem: str, record: dict, samples: np.ndarray | None) -> None:
         np.save(f"{stem}.npy", samples)
 
 
-def evaluate(args) -> dict[str, Any]:
-    """Every seed's runs, each read from the cache when it finished before."""
-    models_dir = os.path.join(
+def models_directory(args) -> str:
+    return os.path.join(
         args.cache, f"{args.blocks}x{args.hidden}-{args.train_steps}steps-{args.levels}levels"
     )
+
+
+def evaluate(args) -> dict[str, Any]:
+    """Every seed's runs, each read from the cache when it finished before."""
+    models_dir = models_directory(args)
     runs_dir = os.path.join(models_dir, f"runs-{args.chains}chains")
     os.makedirs(runs_dir, exist_ok=True)
     truths = true_densities()
@@ -478,10 +496,22 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--report", action="store_true", help="write the table from finished runs only"
     )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train every missing component, run nothing"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.train_steps, args.chains, args.levels = 1, 20, 64, 4
         args.hidden, args.blocks = 16, 1
+    if args.train_only:
+        os.makedirs(models_directory(args), exist_ok=True)
+        for parameterization, names in COMPONENTS.items():
+            missing = missing_components(
+                names, parameterization, range(args.seeds), models_directory(args)
+            )
+            if missing:
+                train_components(missing, parameterization, args, models_directory(args))
+        return {}
     device = device_name()
     out = evaluate(args)
     rows = summarise(out["records"])

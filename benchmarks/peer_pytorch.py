@@ -77,12 +77,29 @@ def mlp_flops(hidden: int, blocks: int, dim: int = 2) -> int:
 # ----- PyTorch -----------------------------------------------------------------------
 
 
+def torch_device() -> str:
+    """PyTorch's device: the GPU when JAX runs on one (the two compared on one device)."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def torch_synchronize() -> None:
+    import torch
+
+    if torch_device() == "cuda":
+        torch.cuda.synchronize()
+
+
 def torch_energy(params: dict, hidden: int, blocks: int):
     """``(x (C, 2), t int) -> E_raw (C,)`` in PyTorch, on the weights of a Flax
     ``EnergyNetwork(ResidualMLP)``."""
     import torch
 
-    p = jax.tree_util.tree_map(lambda a: torch.from_numpy(np.array(a)), params["params"]["base"])
+    device = torch_device()
+    p = jax.tree_util.tree_map(
+        lambda a: torch.from_numpy(np.array(a)).to(device), params["params"]["base"]
+    )
     F = torch.nn.functional
 
     def dense(layer, h):
@@ -94,7 +111,9 @@ def torch_energy(params: dict, hidden: int, blocks: int):
     def embedding(t: int):
         dim = 32
         half = dim // 2
-        freqs = torch.exp(-math.log(10_000.0) * torch.arange(half) / max(half - 1, 1))
+        freqs = torch.exp(
+            -math.log(10_000.0) * torch.arange(half, device=device) / max(half - 1, 1)
+        )
         angles = float(t) * freqs[None]
         emb = torch.cat([torch.sin(angles), torch.cos(angles)], -1)
         emb_net = p["TimeClassEmbedding_0"]
@@ -127,23 +146,23 @@ def torch_walk(energies, sigmas, levels, steps: int, step_size: float):
         return logp.detach(), grad
 
     def walk(x, generator):
-        accepted = 0.0
+        accepted = torch.zeros((), device=x.device)
         for t in levels:
             logp, grad = value_and_grad(x, int(t))
             for _ in range(steps):
-                noise = torch.randn(x.shape, generator=generator)
+                noise = torch.randn(x.shape, generator=generator, device=x.device)
                 proposal = x + step_size * grad + math.sqrt(2 * step_size) * noise
                 logp_new, grad_new = value_and_grad(proposal, int(t))
                 forward = ((proposal - x - step_size * grad) ** 2).sum(-1)
                 backward = ((x - proposal - step_size * grad_new) ** 2).sum(-1)
                 log_ratio = logp_new - logp + (forward - backward) / (4 * step_size)
-                u = torch.rand(x.shape[0], generator=generator)
+                u = torch.rand(x.shape[0], generator=generator, device=x.device)
                 accept = torch.log(u) < log_ratio
                 x = torch.where(accept[:, None], proposal, x)
                 logp = torch.where(accept, logp_new, logp)
                 grad = torch.where(accept[:, None], grad_new, grad)
-                accepted += float(accept.float().mean())
-        return x, accepted / (len(levels) * steps)
+                accepted += accept.float().mean()  # no host sync a step
+        return x, float(accepted) / (len(levels) * steps)
 
     return walk
 
@@ -154,6 +173,7 @@ def torch_walk(energies, sigmas, levels, steps: int, step_size: float):
 def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
+    torch_synchronize()
     return time.perf_counter() - start
 
 
@@ -171,7 +191,7 @@ def gemm_gflops(framework: str, n: int = 2048, repeats: int = 5) -> float:
     else:
         import torch
 
-        a = torch.randn(n, n)
+        a = torch.randn(n, n, device=torch_device())
         a @ a
         seconds = _median_seconds(lambda: a @ a, repeats)
     return 2 * n**3 / seconds / 1e9
@@ -210,8 +230,8 @@ def measure(chains: int, models, args, torch_energies) -> dict:
         jax.block_until_ready(samplers[name].get_samples()["x"])
 
     walk = torch_walk(torch_energies, sigmas, levels, STEPS_PER_LEVEL, STEP_SIZE)
-    generator = torch.Generator().manual_seed(chains)
-    x0 = torch.randn(chains, 2, generator=generator)
+    generator = torch.Generator(torch_device()).manual_seed(chains)
+    x0 = torch.randn(chains, 2, generator=generator, device=torch_device())
     torch_acceptance = []
 
     def pytorch():
@@ -289,7 +309,7 @@ def check_agreement(models, torch_energies) -> float:
     for model, energy in zip(models, torch_energies, strict=True):
         for t in (0, 50, 90):
             ours = np.asarray(model.network.apply(model.params, x, jnp.full((64,), t)))
-            theirs = energy(torch.from_numpy(x.copy()), t).numpy()
+            theirs = energy(torch.from_numpy(x.copy()).to(torch_device()), t).cpu().numpy()
             worst = max(worst, float(np.max(np.abs(ours - theirs) / (np.abs(ours) + 1e-3))))
     return worst
 
@@ -298,7 +318,9 @@ def markdown(rows, gemm, agreement, args, device, threads) -> str:
     lines = [
         "# Annealed MALA: the library against a plain PyTorch loop",
         "",
-        f"Device: {device}; PyTorch on {threads} threads. Product of two {args.blocks} x "
+        f"Device: {device}; PyTorch on {threads}; float32 matrix products at JAX's "
+        f"precision {jax.config.jax_default_matmul_precision or 'default'}. "
+        f"Product of two {args.blocks} x "
         f"{args.hidden} residual-MLP energy models, {STEPS_PER_LEVEL} MALA steps per level "
         f"of a {args.num_levels}-level cosine schedule (every usable level; evenly spaced "
         "fewer where chains x levels would run long), fixed step, no predictor. Median of "
@@ -367,7 +389,19 @@ def main(argv=None) -> dict:
     torch_energies = [torch_energy(m.params, args.hidden, args.blocks) for m in models]
     agreement = check_agreement(models, torch_energies)
     gemm = {f: gemm_gflops(f, 256 if args.quick else 2048) for f in ("jax", "pytorch")}
+    device = device_name()
+    threads = "the GPU" if torch_device() == "cuda" else f"{torch.get_num_threads()} threads"
+    name = "peer_pytorch_quick" if args.quick else "peer_pytorch"
     rows = []
+    result = dict(
+        device=device,
+        torch_threads=threads,
+        jax_matmul_precision=jax.config.jax_default_matmul_precision,
+        settings=vars(args),
+        agreement=agreement,
+        gemm_gflops=gemm,
+        rows=rows,
+    )
     for chains in args.chains:
         rows.append(measure(chains, models, args, torch_energies))
         r = rows[-1]
@@ -376,18 +410,10 @@ def main(argv=None) -> dict:
             f"ratio {r['ratio']:.2f}",
             file=sys.stderr,
         )
-    device = device_name()
-    threads = torch.get_num_threads()
-    name = "peer_pytorch_quick" if args.quick else "peer_pytorch"
-    result = dict(
-        device=device,
-        torch_threads=threads,
-        settings=vars(args),
-        agreement=agreement,
-        gemm_gflops=gemm,
-        rows=rows,
-    )
-    write_results(args.out, name, result, markdown(rows, gemm, agreement, args, device, threads))
+        # written after every chain count: a stopped run keeps the rows it finished
+        write_results(
+            args.out, name, result, markdown(rows, gemm, agreement, args, device, threads)
+        )
     return result
 
 
