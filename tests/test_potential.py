@@ -14,6 +14,7 @@ from numpyro_diffusion import (
     diffusion_prior,
 )
 from numpyro_diffusion.infer import annealed_potential
+from numpyro_diffusion.infer.potential import initialize_potential
 
 S = VPSchedule.cosine(50)
 A = GaussianMixtureDiffusion([[0.0, 1.0], [1.0, -1.0]], [[0.3, 0.3], [0.5, 0.2]], schedule=S)
@@ -105,3 +106,16 @@ def test_a_bare_diffusion_model_is_a_one_site_program():
     np.testing.assert_allclose(
         pot.potential_fn(jnp.ones(2), 4), A.energy(jnp.ones(2), 4), rtol=1e-6
     )
+
+
+def test_the_start_point_search_moves_every_chain_at_once():
+    # NumPyro's search over a batch of keys is a lax.map (a scan over chains): on a GPU
+    # one chain after another costs more than the whole walk at large chain counts
+    family, _ = initialize_potential(jax.random.PRNGKey(0), noisy_observations, (Y,), {})
+    keys = jax.random.split(jax.random.PRNGKey(1), 16)
+    jaxpr = str(jax.make_jaxpr(lambda k: family.init_fn(k, (Y,), {}))(keys))
+    assert "scan" not in jaxpr and "while" in jaxpr
+    starts = family.init_fn(keys, (Y,), {})
+    assert starts.shape == (16, 3) and np.all(np.isfinite(starts))
+    # each chain's start is the one its key gives alone
+    np.testing.assert_array_equal(starts[3], family.init_fn(keys[3:4], (Y,), {})[0])
