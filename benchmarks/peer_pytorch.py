@@ -314,35 +314,40 @@ def check_agreement(models, torch_energies) -> float:
     return worst
 
 
-def markdown(rows, gemm, agreement, args, device, threads) -> str:
+def markdown(result: dict, args) -> str:
+    rows, gemm = result["rows"], result["gemm_gflops"]
+    blocked = any(r["library_blocks_s"] is not None for r in rows)
     lines = [
         "# Annealed MALA: the library against a plain PyTorch loop",
         "",
-        f"Device: {device}; PyTorch on {threads}; float32 matrix products at JAX's "
-        f"precision {jax.config.jax_default_matmul_precision or 'default'}. "
+        f"Device: {result['device']}; PyTorch on {result['torch_threads']}; float32 matrix "
+        f"products at JAX's precision {result['jax_matmul_precision'] or 'default'}. "
         f"Product of two {args.blocks} x "
         f"{args.hidden} residual-MLP energy models, {STEPS_PER_LEVEL} MALA steps per level "
         f"of a {args.num_levels}-level cosine schedule (every usable level; evenly spaced "
         "fewer where chains x levels would run long), fixed step, no predictor. Median of "
         f"{args.repeats} interleaved repeats after compilation. Energies agree to "
-        f"{agreement:.1e} (relative). GEMM peak (2048 x 2048 float32): JAX "
+        f"{result['agreement']:.1e} (relative). GEMM peak (2048 x 2048 float32): JAX "
         f"{gemm['jax']:.0f}, PyTorch {gemm['pytorch']:.0f} GFLOP/s.",
         "",
-        "| chains | levels | library, all at once (s) | PyTorch (s) | ratio | library, blocks of "
-        f"{args.block} (s): ratio | networks alone, JAX / PyTorch (ms per step) | GFLOP/s: "
+        "| chains | levels | library, all at once (s) | PyTorch (s) | ratio | "
+        + (f"library, blocks of {args.block} (s): ratio | " if blocked else "")
+        + "networks alone, JAX / PyTorch (ms per step) | GFLOP/s: "
         "library walk / PyTorch walk / JAX networks | acceptance, library / PyTorch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|" + ("---|" if blocked else "") + "---|---|---|",
     ]
     for r in rows:
-        blocks = (
-            "-"
-            if r["library_blocks_s"] is None
-            else f"{r['library_blocks_s']:.3f}: **{r['ratio_blocks']:.2f}**"
-        )
+        if not blocked:
+            blocks = ""
+        elif r["library_blocks_s"] is None:
+            blocks = "- | "
+        else:
+            blocks = f"{r['library_blocks_s']:.3f}: **{r['ratio_blocks']:.2f}** | "
         lines.append(
             f"| {r['chains']} | {r['levels']} | {r['library_s']:.3f} | {r['pytorch_s']:.3f} | "
-            f"**{r['ratio']:.2f}** | {blocks} | "
-            f"{r['jax_network_ms']:.3f} / {r['pytorch_network_ms']:.3f} | "
+            f"**{r['ratio']:.2f}** | "
+            + blocks
+            + f"{r['jax_network_ms']:.3f} / {r['pytorch_network_ms']:.3f} | "
             f"{r['library_walk_gflops']:.1f} / {r['pytorch_walk_gflops']:.1f} / "
             f"{r['jax_network_gflops']:.1f} | {r['library_acceptance']:.2f} / "
             f"{r['pytorch_acceptance']:.2f} |"
@@ -351,13 +356,14 @@ def markdown(rows, gemm, agreement, args, device, threads) -> str:
     slower_blocked = [
         r["chains"] for r in rows if min(r["ratio"], r["ratio_blocks"] or np.inf) > 1.0
     ]
-    lines += [
-        "",
-        "Target: ratio <= 1 at every chain count. All chains at once: "
-        + (f"not met at {slower} chains" if slower else "met at every chain count")
-        + f"; with blocks of {args.block} above that many chains: "
-        + (f"not met at {slower_blocked}." if slower_blocked else "met at every chain count."),
-    ]
+    target = "Target: ratio <= 1 at every chain count. All chains at once: " + (
+        f"not met at {slower} chains" if slower else "met at every chain count"
+    )
+    if blocked:
+        target += f"; with blocks of {args.block} above that many chains: " + (
+            f"not met at {slower_blocked}" if slower_blocked else "met at every chain count"
+        )
+    lines += ["", target + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -411,9 +417,7 @@ def main(argv=None) -> dict:
             file=sys.stderr,
         )
         # written after every chain count: a stopped run keeps the rows it finished
-        write_results(
-            args.out, name, result, markdown(rows, gemm, agreement, args, device, threads)
-        )
+        write_results(args.out, name, result, markdown(result, args))
     return result
 
 
