@@ -300,7 +300,7 @@ def evaluate(args) -> dict[str, Any]:
         task: np.asarray(d.sample(jax.random.PRNGKey(7), args.chains)) for task, d in truths.items()
     }
     records, clouds = [], {}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.seeds):
         for parameterization in ("eps", "energy"):
             # the smoke test runs the product alone (every sampler's code path)
             needed = ("ring", "bar") if args.quick else COMPONENTS[parameterization]
@@ -482,6 +482,12 @@ def plot(clouds, truths, path):
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="start at this seed (a second process can take the later seeds)",
+    )
     parser.add_argument("--train-steps", type=int, default=15_000)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--blocks", type=int, default=4)

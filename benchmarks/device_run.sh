@@ -33,12 +33,14 @@ step() {
 # components at full float32 precision, as on a CPU
 step composition-training "${TRAIN_CAP:-240}" env JAX_DEFAULT_MATMUL_PRECISION=highest \
     python3 benchmarks/composition_2d.py --train-only --quiet --cache .gpu/composition_2d
-tar cf "$OUT/components.tar" --exclude='*.state.npz' --exclude='runs-*' -C .gpu composition_2d
+# only what this run trained: a file back from $OUT holds at most 16 MiB
+(cd .gpu && find composition_2d -name '*.npz' ! -name '*.state.npz' -newer "$LOG" -print0 |
+    xargs -0 -r tar cf "$OUT/components.tar")
 
 # both frameworks at full float32 precision (PyTorch's default; JAX's is TF32 on a GPU)
-step peer-pytorch "${PEER_CAP:-170}" env JAX_DEFAULT_MATMUL_PRECISION=highest \
+step peer-pytorch "${PEER_CAP:-200}" env JAX_DEFAULT_MATMUL_PRECISION=highest \
     XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/peer_pytorch.py \
-    --chains 1 16 256 4096 16384 65536 --block 100000000 --out "$RESULTS"
+    --chains 1 256 4096 16384 65536 --block 100000000 --out "$RESULTS"
 
 step throughput "${THROUGHPUT_CAP:-120}" python3 benchmarks/throughput.py \
     --max-chains 262144 --max-seconds 5 --out "$RESULTS"
