@@ -172,15 +172,16 @@ def train(
         step_all = jax.vmap(one_step, (0, None, 0, 0, labels_axis))
         carry = init_all(init_keys, data, labels)
     else:  # one model: the program and the saved state as they always were
-        one = None if labels is None else labels[0]
-        carry = init_carry(init_keys[0], data[0], one)
+        carry = init_carry(init_keys[0], data[0], None if labels is None else labels[0])
 
         def step_all(carry, i, keys, data, labels):
+            one = None if labels is None else labels[0]
             carry, loss = one_step(carry, i, keys[0], data[0], one)
             return carry, loss[None]
 
+    # the data is an argument, not a constant folded into the compiled program
     @jax.jit
-    def run_chunk(carry, steps):
+    def run_chunk(carry, steps, data, labels):
         return jax.lax.scan(lambda c, i: step_all(c, i, loop_keys, data, labels), carry, steps)
 
     losses = []
@@ -200,7 +201,7 @@ def train(
     saved = first
     for start in range(first, num_steps, chunk):
         steps = jnp.arange(start, min(start + chunk, num_steps))
-        carry, chunk_losses = run_chunk(carry, steps)
+        carry, chunk_losses = run_chunk(carry, steps, data, labels)
         kept = int(steps.shape[0])
         losses.append(np.asarray(chunk_losses))
         done = start + kept
