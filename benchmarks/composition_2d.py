@@ -300,8 +300,9 @@ def evaluate(args) -> dict[str, Any]:
         task: np.asarray(d.sample(jax.random.PRNGKey(7), args.chains)) for task, d in truths.items()
     }
     records, clouds = [], {}
-    for seed in range(args.first_seed, args.seeds):
-        for parameterization in ("eps", "energy"):
+    order = reversed if args.reverse else list
+    for seed in order(range(args.first_seed, args.seeds)):
+        for parameterization in order(("eps", "energy")):
             # the smoke test runs the product alone (every sampler's code path)
             needed = ("ring", "bar") if args.quick else COMPONENTS[parameterization]
             trained = [
@@ -311,7 +312,9 @@ def evaluate(args) -> dict[str, Any]:
             if args.report and not all(trained):
                 continue
             models = trained_components(needed, parameterization, seed, args, models_dir)
-            for task, name, setting, run in planned_runs(models, parameterization, args):
+            for task, name, setting, run in order(
+                list(planned_runs(models, parameterization, args))
+            ):
                 run_key = (parameterization, task, name, setting)
                 stem = os.path.join(runs_dir, _slug(seed, *run_key))
                 if os.path.exists(f"{stem}.json"):
@@ -501,6 +504,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument(
         "--report", action="store_true", help="write the table from finished runs only"
+    )
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="take the runs in reverse order (a second process meets the first halfway)",
     )
     parser.add_argument(
         "--train-only", action="store_true", help="train every missing component, run nothing"
