@@ -13,7 +13,7 @@ speed does not depend on them), every level of a 100-level cosine schedule from 
 (b) a plain eager PyTorch loop with the same weights (copied from the Flax parameters;
     the energies agree to float32 precision): value and gradient by autograd, kept for
     the current state, correct Metropolis-Hastings, the level's energy recomputed when
-    ``t`` changes (as any correct walk must).
+    ``t`` changes (as any correct walk must). It runs on the GPU when JAX does.
 
 Also timed: the value and gradient of the two networks alone, per step, in JAX (jitted)
 and in PyTorch, with the GFLOP/s they reach against a 2048 x 2048 float32 matrix product
