@@ -164,11 +164,10 @@ def train_components(
     base = nd.ResidualMLP(hidden=args.hidden, num_blocks=args.blocks)
     network = nd.EnergyNetwork(base, "dae") if parameterization == "energy" else base
     keys = jnp.stack([jax.random.PRNGKey(1000 * s + sorted(TOYS).index(n)) for n, s in pairs])
-    names = [name for name, _ in pairs]
     data = jnp.stack(
         [
             TOYS[n].sample(jax.random.fold_in(k, 1), 100_000)
-            for n, k in zip(names, keys, strict=True)
+            for (n, _), k in zip(pairs, keys, strict=True)
         ]
     )
     if not args.quiet:
@@ -597,13 +596,12 @@ def main(argv=None) -> dict:
         args.seeds, args.train_steps, args.chains, args.levels = 1, 20, 64, 4
         args.hidden, args.blocks = 16, 1
     if args.train_only:
-        os.makedirs(models_directory(args), exist_ok=True)
+        models_dir = models_directory(args)
+        os.makedirs(models_dir, exist_ok=True)
         for parameterization, names in COMPONENTS.items():
-            missing = missing_components(
-                names, parameterization, range(args.seeds), models_directory(args)
-            )
+            missing = missing_components(names, parameterization, range(args.seeds), models_dir)
             if missing:
-                train_components(missing, parameterization, args, models_directory(args))
+                train_components(missing, parameterization, args, models_dir)
         return {}
     device = device_name()
     out = evaluate(args)
