@@ -38,6 +38,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--samples", type=int, default=8, help="chains per image (annealed)")
     parser.add_argument("--levels", type=int, default=50)
     parser.add_argument("--steps-per-level", type=int, default=6)
+    parser.add_argument(
+        "--images-per-run", type=int, default=None, help="images in one annealed run (all)"
+    )
     parser.add_argument("--pnp-steps", type=int, default=300)
     parser.add_argument("--prior", default=None, help="a prior checkpoint (default: shipped)")
     parser.add_argument("--out", default=RESULTS)
@@ -62,9 +65,12 @@ def main(argv=None) -> dict:
         num_samples=args.samples,
         levels=args.levels,
         steps_per_level=args.steps_per_level,
+        images_per_run=args.images_per_run,
+        progress_bar=not args.quick,
         num_steps=args.pnp_steps,
     )
     name = f"segmentation_{args.city}" + (f"_palette{args.palette}" if args.palette else "")
+    name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
     title = (
         f"# Segmentation of city {args.city} ({args.images} images, seed {args.seed}), prior "

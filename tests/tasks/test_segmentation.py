@@ -202,3 +202,36 @@ def test_point_estimates_of_a_batch_of_images_shard_over_devices():
     assert results[0].probs.shape == (4, 8, 8, 6) and results[0].colours.shape == (4, 6, 3)
     np.testing.assert_allclose(results[0].probs.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(results[1].probs, results[0].probs, atol=1e-4)
+
+
+@pytest.mark.compile_bound
+def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
+    """U-HMC moves each image's coordinates alone, so an image's draws do not depend on
+    the image beside it in a run; MALA accepts or rejects the run's images together."""
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 6)), jnp.zeros((1,), jnp.int32))
+    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 6))
+    city = seg.CITIES["B"]
+    images = np.asarray(
+        seg.render(
+            jax.random.PRNGKey(1), seg.generate_maps(jax.random.PRNGKey(2), 3, city, size=8), city
+        )
+    )
+
+    def first_image(kernel, neighbour):
+        result = seg.segment(
+            jax.random.PRNGKey(3),
+            images[[0, neighbour]],
+            city=city,
+            prior=prior,
+            kernel=kernel,
+            images_per_run=2,
+            num_samples=2,
+            levels=3,
+            steps_per_level=2,
+        )
+        assert result.probs.shape == (2, 8, 8, 6) and result.label_draws.shape == (2, 2, 8, 8)
+        return result.probs[0]
+
+    np.testing.assert_allclose(first_image("uhmc", 1), first_image("uhmc", 2), atol=1e-5)
+    assert np.abs(first_image("mala", 1) - first_image("mala", 2)).max() > 1e-3

@@ -97,6 +97,7 @@ def segment(
     levels: int = 50,
     steps_per_level: int = 6,
     kernel: str = "uhmc",
+    images_per_run: int | None = None,
     prior_city: City | None = None,
     num_steps: int = 300,
     colour_scale: float = 0.05,
@@ -117,6 +118,11 @@ def segment(
       and HMC on a score-only prior use the line-integral energy) on
       :func:`appearance_model` with ``num_samples`` chains per image; ``probs`` is the
       posterior mean of each pixel's class (its responsibility under each draw).
+      ``images_per_run`` images share one sampler run (one batch for the network):
+      exact for the unadjusted kernels, whose moves act on each image's coordinates
+      alone; under MALA and HMC the images of a run share each chain's adapted step
+      size and accept or reject together. ``None``: every image in one run for
+      ``"ula"`` and ``"uhmc"``, one image a run for ``"mala"`` and ``"hmc"``.
     - ``"plug_and_play"``: Graikos et al.'s point estimate (``num_steps`` Adam steps) of
       the same model; ``probs`` are the responsibilities at that point.
     - ``"constraints"``: the paper's variant, plug-and-play on :func:`clustering_model`
@@ -131,6 +137,8 @@ def segment(
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if images_per_run is not None and images_per_run < 1:
+        raise ValueError(f"images_per_run must be >= 1 (or None), got {images_per_run}.")
     prior = (
         load_segmentation_prior()
         if prior is None and method not in ("clustering", "potts")
@@ -165,6 +173,7 @@ def segment(
             levels,
             steps_per_level,
             kernel,
+            images_per_run,
             progress_bar,
             model_kwargs,
             chain_method,
@@ -201,11 +210,14 @@ def _annealed(
     levels,
     steps_per_level,
     kernel,
+    images_per_run,
     progress_bar,
     model_kwargs,
     chain_method,
 ) -> SegmentationResult:
     corrected = kernel in ("mala", "hmc") and prior.parameterization != "energy"
+    if images_per_run is None:
+        images_per_run = 1 if kernel in ("mala", "hmc") else len(images)
     sampler = nd.AnnealedMCMC(
         appearance_model,
         kernel,
@@ -217,31 +229,35 @@ def _annealed(
         **({"energy": "line_integral"} if corrected else {}),
     )
     probs, colours, draws = [], [], []
-    for b, image in enumerate(images):
+    for first in range(0, len(images), images_per_run):
+        run = images[first : first + images_per_run]
         sampler.run(
-            jax.random.fold_in(key, b), prior, jnp.asarray(image[None]), palette, **model_kwargs
+            jax.random.fold_in(key, first), prior, jnp.asarray(run), palette, **model_kwargs
         )
-        s = sampler.get_samples()
-        r, c = _responsibilities(s, image, palette, model_kwargs)  # (S, 1, H, W, K), (S, 1, K, 3)
-        probs.append(np.asarray(r.mean(0))[0])
-        colours.append(np.asarray(c.mean(0))[0])
-        draws.append(np.asarray(r.argmax(-1))[:, 0])
-    probs = np.stack(probs)
-    return SegmentationResult(probs.argmax(-1), probs, np.stack(colours), np.stack(draws, 1))
+        r, c = _responsibilities(sampler.get_samples(), run, palette, model_kwargs)
+        probs.append(np.asarray(r.mean(0)))  # (S, b, H, W, K) -> (b, H, W, K)
+        colours.append(np.asarray(c.mean(0)))
+        draws.append(np.asarray(r.argmax(-1)))
+    probs = np.concatenate(probs)
+    return SegmentationResult(
+        probs.argmax(-1), probs, np.concatenate(colours), np.concatenate(draws, 1)
+    )
 
 
-def _responsibilities(values, image, palette, model_kwargs):
-    """Each pixel's class posterior given one draw (or estimate) of the map and the
-    colours, and those colours."""
+def _responsibilities(values, images, palette, model_kwargs):
+    """Each pixel's class posterior ``(..., B, H, W, K)`` given draws ``(S, B, ...)`` (or
+    an estimate ``(B, ...)``) of the maps and colours of ``images`` ``(B, H, W, 3)``,
+    and those colours ``(..., B, K, 3)``."""
     colours, scales = appearance(
         values["colour_offsets"], values["scale_offsets"], palette, model_kwargs["colour_scale"]
     )
     probs = class_probabilities(values["labels"], model_kwargs["sharpness"])
+    images = jnp.asarray(images)
     if probs.ndim == 5:  # draws
         return jax.vmap(pixel_responsibilities, (0, None, 0, 0))(
-            probs, jnp.asarray(image[None]), colours, scales
+            probs, images, colours, scales
         ), colours
-    return pixel_responsibilities(probs, jnp.asarray(image[None]), colours, scales), colours
+    return pixel_responsibilities(probs, images, colours, scales), colours
 
 
 def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, chain_method):
@@ -263,7 +279,7 @@ def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, c
         probs, colours = [], []
         for b, image in enumerate(images):
             params = jax.tree.map(lambda x, b=b: x[b], result.params)
-            r, c = _responsibilities(params, image, palette, model_kwargs)
+            r, c = _responsibilities(params, image[None], palette, model_kwargs)
             probs.append(np.asarray(r)[0])
             colours.append(np.asarray(c)[0])
     else:
