@@ -119,3 +119,6 @@ def test_the_start_point_search_moves_every_chain_at_once():
     assert starts.shape == (16, 3) and np.all(np.isfinite(starts))
     # each chain's start is the one its key gives alone
     np.testing.assert_array_equal(starts[3], family.init_fn(keys[3:4], (Y,), {})[0])
+    # and a batch of keys given to initialize_potential starts at the same points
+    _, batch = initialize_potential(keys, noisy_observations, (Y,), {})
+    np.testing.assert_array_equal(batch, starts)

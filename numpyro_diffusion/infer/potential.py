@@ -207,9 +207,10 @@ def initialize_potential(
     ):
         leveled(level0, *model_args, **model_kwargs)
     check_observations(trace)
+    batched = jnp.ndim(rng_key) == 2
     with gradient_only():
         info = initialize_model(
-            rng_key,
+            rng_key[0] if batched else rng_key,
             leveled,
             init_strategy=start,
             dynamic_args=True,
@@ -230,11 +231,7 @@ def initialize_potential(
     diffusion_models = [site.model for site in diffusion_sites(trace).values()]
     schedule = shared_schedule(diffusion_models)
     has_energy = all(m.has_energy for m in diffusion_models)
-    prototype = (
-        jax.tree.map(lambda v: v[0], info.param_info.z)
-        if jnp.ndim(rng_key) == 2
-        else (info.param_info.z)
-    )
+    prototype = info.param_info.z
     mask_tree = {
         name: jnp.full(
             jnp.shape(prototype[name]),
@@ -245,10 +242,6 @@ def initialize_potential(
     flat_proto, unravel = ravel_pytree(prototype)
     mask, _ = ravel_pytree(mask_tree)
     mask = mask.astype(bool)
-    if jnp.ndim(rng_key) == 2:
-        init = jax.vmap(lambda z: ravel_pytree(z)[0])(info.param_info.z)
-    else:
-        init = flat_proto
     potential_gen, postprocess_gen = info.potential_fn, info.postprocess_fn
 
     def potential_fn(z, t, args=model_args, kwargs=model_kwargs):
@@ -288,7 +281,7 @@ def initialize_potential(
         if site["type"] == "sample" and name not in diffusion_names
     )
 
-    def init_fn(keys, args=model_args, kwargs=model_kwargs):
+    def start_points(keys, args, kwargs, validate_grad):
         def one_chain(key):
             with gradient_only():
                 (params, _, _), _ = find_valid_initial_params(
@@ -298,13 +291,16 @@ def initialize_potential(
                     model_args=(jnp.asarray(0, jnp.int32), *args),
                     model_kwargs=kwargs,
                     prototype_params=prototype,
-                    validate_grad=False,
+                    validate_grad=validate_grad,
                 )
             return ravel_pytree(params)[0]
 
         # vmapped, not NumPyro's batch of keys: that is a lax.map, one chain after
         # another, which on a GPU costs more than the whole walk at 16,384 chains
         return jax.vmap(one_chain)(keys)
+
+    def init_fn(keys, args=model_args, kwargs=model_kwargs):
+        return start_points(keys, args, kwargs, validate_grad=False)
 
     family = PotentialFamily(
         potential_fn,
@@ -319,6 +315,9 @@ def initialize_potential(
         tuple(latent),
         other_grad_fn,
         other_sites,
+    )
+    init = (
+        start_points(rng_key, model_args, model_kwargs, check_gradient) if batched else flat_proto
     )
     return family, init
 
