@@ -128,3 +128,12 @@ def test_peer_pytorch_quick(tmp_path):
     assert abs(last["library_acceptance"] - last["pytorch_acceptance"]) < 0.05
     assert last["library_blocks_s"] > 0 and result["rows"][0]["library_blocks_s"] is None
     assert (tmp_path / "peer_pytorch_quick.md").exists()
+
+
+@pytest.mark.slow
+def test_network_step_quick(tmp_path):
+    result = load("network_step").main(["--quick", "--out", str(tmp_path)])
+    rows = result["rows"]
+    assert [r["chains"] for r in rows] == [8, 32]
+    assert all(r["in_loop_ms"] > 0 and r["per_call_faults"] >= 0 for r in rows)
+    assert (tmp_path / "network_step_quick.md").exists()
