@@ -39,7 +39,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--levels", type=int, default=50)
     parser.add_argument("--steps-per-level", type=int, default=6)
     parser.add_argument(
-        "--images-per-run", type=int, default=None, help="images in one annealed run (all)"
+        "--images-per-run",
+        type=int,
+        default=None,
+        help="images in one annealed run (default: all on an accelerator, one on a CPU)",
     )
     parser.add_argument("--pnp-steps", type=int, default=300)
     parser.add_argument("--prior", default=None, help="a prior checkpoint (default: shipped)")

@@ -122,7 +122,8 @@ def segment(
       exact for the unadjusted kernels, whose moves act on each image's coordinates
       alone; under MALA and HMC the images of a run share each chain's adapted step
       size and accept or reject together. ``None``: every image in one run for
-      ``"ula"`` and ``"uhmc"``, one image a run for ``"mala"`` and ``"hmc"``.
+      ``"ula"`` and ``"uhmc"`` on an accelerator, one image a run otherwise (on a CPU
+      a larger batch of U-Net chains costs more per image: it leaves the cache).
     - ``"plug_and_play"``: Graikos et al.'s point estimate (``num_steps`` Adam steps) of
       the same model; ``probs`` are the responsibilities at that point.
     - ``"constraints"``: the paper's variant, plug-and-play on :func:`clustering_model`
@@ -217,7 +218,8 @@ def _annealed(
 ) -> SegmentationResult:
     corrected = kernel in ("mala", "hmc") and prior.parameterization != "energy"
     if images_per_run is None:
-        images_per_run = 1 if kernel in ("mala", "hmc") else len(images)
+        unadjusted = kernel not in ("mala", "hmc")
+        images_per_run = len(images) if unadjusted and jax.default_backend() != "cpu" else 1
     sampler = nd.AnnealedMCMC(
         appearance_model,
         kernel,
