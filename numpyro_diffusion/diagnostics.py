@@ -12,9 +12,16 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
+
+try:
+    import arviz as az
+except FileNotFoundError:
+    # ArviZ rewrites a once-a-day stamp file on import (a temporary file renamed over
+    # it); processes importing it together (xdist workers, jax.distributed launches)
+    # race on the rename. The winner has written today's stamp, so a second try passes.
+    import arviz as az
 
 from numpyro_diffusion.infer.nested_rhat import nested_rhat
 

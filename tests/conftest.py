@@ -20,6 +20,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not i
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
 
 
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    # ArviZ writes a once-a-day stamp file on first import (a temporary file renamed
+    # over it); xdist workers importing it together race on the rename, so the
+    # controller imports it first, before any worker starts.
+    import arviz  # noqa: E402, F401
+
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
