@@ -216,10 +216,10 @@ def _annealed(
     model_kwargs,
     chain_method,
 ) -> SegmentationResult:
-    corrected = kernel in ("mala", "hmc") and prior.parameterization != "energy"
+    adjusted = kernel in ("mala", "hmc")
+    corrected = adjusted and prior.parameterization != "energy"
     if images_per_run is None:
-        unadjusted = kernel not in ("mala", "hmc")
-        images_per_run = len(images) if unadjusted and jax.default_backend() != "cpu" else 1
+        images_per_run = 1 if adjusted or jax.default_backend() == "cpu" else len(images)
     sampler = nd.AnnealedMCMC(
         appearance_model,
         kernel,
