@@ -247,8 +247,11 @@ def test_chains_in_blocks_give_the_draws_of_all_at_once():
             chain_block_size=block,
         )
         sampler.run(KEY)
-        runs[block] = (np.asarray(sampler.get_samples()["x"]), sampler.level_stats)
+        lp = np.asarray(sampler.get_extra_fields()["lp"])
+        runs[block] = (np.asarray(sampler.get_samples()["x"]), sampler.level_stats, lp)
     np.testing.assert_allclose(runs[4][0], runs[None][0], rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(runs[4][2]))  # the start, the walk and the final energies
+    np.testing.assert_allclose(runs[4][2], runs[None][2], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         runs[4][1].acceptance_rate, runs[None][1].acceptance_rate, rtol=1e-5, atol=1e-6
     )

@@ -101,15 +101,14 @@ def clear_compiled_walks() -> None:
     _WALKS.clear()
 
 
-def in_blocks(move: Any, size: int) -> Any:
-    """``move(keys, state, level)`` over the chains (leading axis of ``keys`` and
-    ``state``) in consecutive blocks of ``size``, vmapped within a block: what
-    ``jax.vmap`` gives, computed a block at a time."""
-
-    def blocked(keys: Array, state: Any, level: LevelParams) -> Any:
-        return jax.lax.map(lambda chain: move(*chain, level), (keys, state), batch_size=size)
-
-    return blocked
+def over_chains(fn: Any, *per_chain: Any, shared: Any = None, block: int | None = None) -> Any:
+    """``fn(*chain, shared)`` for every chain (the leading axis of each ``per_chain``
+    pytree): ``jax.vmap`` over them all, or with ``block`` the same vmapped a block
+    of that many chains at a time (a smaller working set, the same values)."""
+    if block is None:
+        axes = (0,) * len(per_chain) + (None,)
+        return jax.vmap(fn, axes, axis_name=CHAIN_AXIS)(*per_chain, shared)
+    return jax.lax.map(lambda chain: fn(*chain, shared), per_chain, batch_size=block)
 
 
 class AnnealedMCMC:
@@ -588,17 +587,15 @@ class AnnealedMCMC:
             potential = family.at(args, kwargs)
             move = build_move(kernel, potential, settings.move)
             first = jax.tree.map(lambda a: a[0], params)
-            z0 = family.init_fn(init_keys, args, kwargs)
-            state = jax.vmap(move.init, (0, 0, None))(init_keys, z0, first)
-            if settings.chain_block_size is None:
-                chains = functools.partial(jax.vmap, in_axes=(0, 0, None), axis_name=CHAIN_AXIS)
-            else:
-                chains = functools.partial(in_blocks, size=settings.chain_block_size)
+            # every evaluation over all chains goes a block at a time when blocks are set
+            chains = functools.partial(over_chains, block=settings.chain_block_size)
+            z0 = chains(lambda key, _: family.init_fn(key[None], args, kwargs)[0], init_keys)
+            state = chains(move.init, init_keys, z0, shared=first)
 
             def level_body(state, i_level):
                 i, level = i_level
                 keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-                state, info = chains(move.step)(keys, state, level)
+                state, info = chains(move.step, keys, state, shared=level)
                 stats = LevelStats(
                     level.t,
                     jnp.median(info.step_size),
@@ -627,12 +624,12 @@ class AnnealedMCMC:
             positions = state.position[None]
             if S > 1:
                 if settings.move.num_steps == 0:  # reverse diffusion: no kernel state yet
-                    state = jax.vmap(move.init, (0, 0, None))(init_keys, state.position, final)
+                    state = chains(move.init, init_keys, state.position, shared=final)
                 draw_keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, L)
 
                 def draw_body(state, j):
                     keys = jax.vmap(jax.random.fold_in, (0, None))(draw_keys, j)
-                    state, info = chains(move.draw)(keys, state, final)
+                    state, info = chains(move.draw, keys, state, shared=final)
                     return state, (
                         state.position,
                         info.acceptance_rate,
@@ -650,9 +647,7 @@ class AnnealedMCMC:
             positions = jnp.swapaxes(positions, 0, 1)  # [C, S, D]
             t_final = final.t
             if family.has_energy:
-                lp = -jax.vmap(jax.vmap(potential.potential_fn, (0, None)), (0, None))(
-                    positions, t_final
-                )
+                lp = -chains(jax.vmap(potential.potential_fn, (0, None)), positions, shared=t_final)
             else:
                 lp = jnp.full(positions.shape[:2], jnp.nan)
             samples = jax.vmap(jax.vmap(lambda p: family.constrain_fn(p, t_final, args, kwargs)))(
