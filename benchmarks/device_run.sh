@@ -3,7 +3,7 @@
 # order), each capped in time, results under $OUT after every step (log.txt,
 # results.tar, components.tar), so a step that runs out of time costs only itself.
 #
-#   bash benchmarks/device_run.sh [segmentation] [peer] [throughput] [overhead] [composition]
+#   bash benchmarks/device_run.sh [unet] [segmentation] [peer] [throughput] [overhead] [composition]
 #   QUICK=1 bash benchmarks/device_run.sh ...   # smoke settings, to check the script
 #
 #   carry: .whl (numpyro, blackjax, arviz and arviz's needs as wheels, see the device
@@ -54,6 +54,17 @@ for name in $STEPS; do
     throughput)
         step throughput "${THROUGHPUT_CAP:-150}" python3 benchmarks/throughput.py \
             --max-chains 262144 --max-seconds 5 --out "$RESULTS" $QUICK
+        ;;
+    unet) # the 8x8 U-Net walk that stalled on an H100 at 4 chains: each run's first
+        # (compiling) time as it ends, patch or XLA convolutions, GPU autotuning on or off
+        for conv in patch xla; do
+            for tune in 4 0; do
+                step "unet-$conv-autotune$tune" "${UNET_CAP:-45}" env \
+                    XLA_FLAGS="--xla_gpu_autotune_level=$tune" python3 benchmarks/throughput.py \
+                    --models unet-8x8 --conv $conv --max-chains 64 --repeats 1 \
+                    --out "$RESULTS/unet_probe/$conv-autotune$tune" $QUICK
+            done
+        done
         ;;
     overhead)
         step overhead "${OVERHEAD_CAP:-60}" python3 benchmarks/overhead.py --out "$RESULTS" $QUICK

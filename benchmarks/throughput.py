@@ -8,6 +8,10 @@ compilation. Growth stops at a time cap per run (``--max-seconds``) or at an
 out-of-memory error; the Markdown says where throughput saturates.
 
     python benchmarks/throughput.py [--max-chains 16384 --max-seconds 30]
+    python benchmarks/throughput.py --models unet-8x8 --conv xla   # one model, XLA's convs
+
+Each row's first run is timed too (compilation included), printed as it ends, so a
+walk that compiles for minutes on some device shows where.
 """
 
 from __future__ import annotations
@@ -30,18 +34,32 @@ from numpyro_diffusion.infer import AnnealedMCMC
 from numpyro_diffusion.tasks.demo import load_demo_models
 
 
-def build_models(quick: bool) -> dict[str, DiffusionModel]:
+def build_models(
+    quick: bool, conv: str = "patch", names: tuple[str, ...] | None = None
+) -> dict[str, DiffusionModel]:
+    """The models by name; ``conv``: the U-Nets' convolutions as patches times a matrix
+    (``"patch"``, the library's default) or XLA's own (``"xla"``); ``names``: keep the
+    models whose name starts with one of these."""
     ring_model, _ = load_demo_models()
     models = {"mlp-2d (energy)": ring_model}
     sizes = [8] if quick else [8, 32]
     for size in sizes:
         mults = (1, 2) if size == 8 else (1, 2, 2)
-        net = UNet(base_channels=16, channel_mults=mults, time_embed_dim=32)
+        net = UNet(
+            base_channels=16,
+            channel_mults=mults,
+            time_embed_dim=32,
+            patch_conv=conv == "patch",
+        )
         shape = (size, size, 1)
         params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)), jnp.zeros(1, jnp.int32))
         models[f"unet-{size}x{size} (eps)"] = DiffusionModel(
             net, params, VPSchedule.cosine(100), "eps", shape
         )
+    if names:
+        models = {k: v for k, v in models.items() if k.startswith(names)}
+        if not models:
+            raise ValueError(f"no model name starts with one of {names}.")
     return models
 
 
@@ -66,6 +84,7 @@ def time_walk(model, chains, levels, steps, repeats):
         return time.perf_counter() - start
 
     first = once(0)
+    print(f"  {chains} chains: first run (compiling) {first:.1f} s", flush=True)
     times = [once(r + 1) for r in range(repeats)]
     return first, statistics.median(times)
 
@@ -78,7 +97,8 @@ def measure(args) -> list[dict]:
     # the smoke test's process fakes four CPU devices: one is enough to show the script runs
     devices = jax.devices()[:1] if args.quick else jax.devices()
     for device in devices:
-        for name, model in build_models(args.quick).items():
+        models = build_models(args.quick, args.conv, args.models and tuple(args.models.split(",")))
+        for name, model in models.items():
             stopped = None
             for chains in chain_counts:
                 row = dict(device=device_name(device), model=name, chains=chains)
@@ -103,7 +123,8 @@ def measure(args) -> list[dict]:
                 rows.append(row)
                 print(
                     f"{row['device']} {name:>22} {chains:>6} chains: "
-                    f"{row['chain_steps_per_s']:>12.0f} chain-steps/s  ({median:.3f} s)",
+                    f"{row['chain_steps_per_s']:>12.0f} chain-steps/s  ({median:.3f} s; "
+                    f"first run {first:.1f} s)",
                     flush=True,
                 )
                 if median > args.max_seconds:
@@ -184,6 +205,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-seconds", type=float, default=30.0)
+    parser.add_argument("--models", default=None, help="comma-separated name prefixes")
+    parser.add_argument("--conv", choices=("patch", "xla"), default="patch")
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     args = parser.parse_args(argv)
