@@ -278,12 +278,9 @@ def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, c
             chain_method=chain_method,
             **model_kwargs,
         )
-        probs, colours = [], []
-        for b, image in enumerate(images):
-            params = jax.tree.map(lambda x, b=b: x[b], result.params)
-            r, c = _responsibilities(params, image[None], palette, model_kwargs)
-            probs.append(np.asarray(r)[0])
-            colours.append(np.asarray(c)[0])
+        params = jax.tree.map(lambda x: x[:, 0], result.params)  # (B, 1, ...) -> (B, ...)
+        r, c = _responsibilities(params, images, palette, model_kwargs)
+        probs, colours = np.asarray(r), np.asarray(c)
     else:
         clusters = np.stack(
             [_kmeans_clusters(image, palette.shape[0], seed=b) for b, image in enumerate(images)]
@@ -299,11 +296,10 @@ def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, c
             in_axes=(None, 0, None),
             chain_method=chain_method,
         )
-        r = np.asarray(class_probabilities(result.params["labels"], model_kwargs["sharpness"]))
-        probs = list(r[:, 0])
-        colours = [_class_means(image, p) for image, p in zip(images, probs, strict=True)]
-    probs = np.stack(probs)
-    return SegmentationResult(probs.argmax(-1), probs, np.stack(colours), None)
+        r = class_probabilities(result.params["labels"][:, 0], model_kwargs["sharpness"])
+        probs = np.asarray(r)
+        colours = np.stack([_class_means(image, p) for image, p in zip(images, probs, strict=True)])
+    return SegmentationResult(probs.argmax(-1), probs, colours, None)
 
 
 def _kmeans_clusters(image: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
