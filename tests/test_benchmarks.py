@@ -117,6 +117,17 @@ def test_segmentation_quick(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.compile_bound
+def test_segmentation_chains_quick(tmp_path):
+    rows = load("segmentation_chains").main(["--quick", "--out", str(tmp_path)])["rows"]
+    assert [r["chains"] for r in rows] == [1, 2, 4] and [r["groups"] for r in rows] == [4, 2, 1]
+    for row in rows:
+        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
+        assert 1 / 6 <= row["confidence"] <= 1.0  # a top-class probability of 6 classes
+    assert (tmp_path / "segmentation_chains_B_quick.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.compile_bound
 def test_peer_pytorch_quick(tmp_path):
     pytest.importorskip("torch", reason="the peer extra (PyTorch) is not installed")
     result = load("peer_pytorch").main(["--quick", "--out", str(tmp_path)])

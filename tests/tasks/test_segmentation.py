@@ -231,6 +231,9 @@ def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
             steps_per_level=2,
         )
         assert result.probs.shape == (2, 8, 8, 6) and result.label_draws.shape == (2, 2, 8, 8)
+        # each draw's probabilities: their mean is probs, their argmax the label draws
+        np.testing.assert_allclose(result.draw_probs.mean(0), result.probs, atol=1e-6)
+        np.testing.assert_array_equal(result.draw_probs.argmax(-1), result.label_draws)
         return result.probs[0]
 
     np.testing.assert_allclose(first_image("uhmc", 1), first_image("uhmc", 2), atol=1e-5)

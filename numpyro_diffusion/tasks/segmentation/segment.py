@@ -37,6 +37,8 @@ class SegmentationResult(NamedTuple):
     probs: np.ndarray  # [B, H, W, K] per-pixel class probabilities
     colours: np.ndarray  # [B, K, 3] the class colours inferred (posterior mean or fit)
     label_draws: np.ndarray | None  # [S, B, H, W] posterior draws (annealed only)
+    # [S, B, H, W, K] each draw's class probabilities, whose mean is ``probs`` (annealed)
+    draw_probs: np.ndarray | None = None
 
     @property
     def entropy(self) -> np.ndarray:
@@ -230,19 +232,19 @@ def _annealed(
         chain_method=chain_method,
         **({"energy": "line_integral"} if corrected else {}),
     )
-    probs, colours, draws = [], [], []
+    draw_probs, colours = [], []
     for first in range(0, len(images), images_per_run):
         run = images[first : first + images_per_run]
         sampler.run(
             jax.random.fold_in(key, first), prior, jnp.asarray(run), palette, **model_kwargs
         )
         r, c = _responsibilities(sampler.get_samples(), run, palette, model_kwargs)
-        probs.append(np.asarray(r.mean(0)))  # (S, b, H, W, K) -> (b, H, W, K)
+        draw_probs.append(np.asarray(r))  # (S, b, H, W, K)
         colours.append(np.asarray(c.mean(0)))
-        draws.append(np.asarray(r.argmax(-1)))
-    probs = np.concatenate(probs)
+    draw_probs = np.concatenate(draw_probs, 1)
+    probs = draw_probs.mean(0)
     return SegmentationResult(
-        probs.argmax(-1), probs, np.concatenate(colours), np.concatenate(draws, 1)
+        probs.argmax(-1), probs, np.concatenate(colours), draw_probs.argmax(-1), draw_probs
     )
 
 
