@@ -115,15 +115,23 @@ def test_segmentation_quick(tmp_path):
     assert (tmp_path / "segmentation_B_quick_reliability.png").exists()
 
 
-@pytest.mark.slow
-@pytest.mark.compile_bound
-def test_segmentation_chains_quick(tmp_path):
-    rows = load("segmentation_chains").main(["--quick", "--out", str(tmp_path)])["rows"]
-    assert [r["chains"] for r in rows] == [1, 2, 4] and [r["groups"] for r in rows] == [4, 2, 1]
-    for row in rows:
-        assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
-        assert 1 / 6 <= row["confidence"] <= 1.0  # a top-class probability of 6 classes
-    assert (tmp_path / "segmentation_chains_B_quick.png").exists()
+def test_segmentation_chains_scores_groups_of_draws(tmp_path):
+    """The script's scoring and figure on draws whose scores are known (its sampler run
+    is segment's, which test_segmentation_quick covers)."""
+    bench = load("segmentation_chains")
+    truth = np.zeros((2, 3, 3), int)
+    # four one-hot draws: three right everywhere (class 0), the last wrong (class 1)
+    draws = np.zeros((4, 2, 3, 3, 6))
+    draws[:3, ..., 0] = 1.0
+    draws[3, ..., 1] = 1.0
+    rows = bench.by_group_size(draws, truth, [1, 2, 4])
+    assert [r["groups"] for r in rows] == [4, 2, 1]
+    got = [[r["accuracy"], r["confidence"], r["ece"]] for r in rows]
+    # pairs: (0, 1) certain and right; (2, 3) a tie, argmax class 0, right at 1/2
+    expected = [[0.75, 1.0, 0.25], [1.0, 0.75, 0.25], [1.0, 0.75, 0.25]]
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    bench.plot(rows, str(tmp_path / "chains.png"))
+    assert (tmp_path / "chains.png").exists()
 
 
 @pytest.mark.slow
