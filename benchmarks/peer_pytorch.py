@@ -77,6 +77,15 @@ def mlp_flops(hidden: int, blocks: int, dim: int = 2) -> int:
 # ----- PyTorch -----------------------------------------------------------------------
 
 
+def import_torch(script: str):
+    """PyTorch, or an exit that names the extra to install."""
+    try:
+        import torch
+    except ImportError as error:
+        raise SystemExit(f"benchmarks/{script} needs PyTorch: pip install -e '.[peer]'") from error
+    return torch
+
+
 def torch_device() -> str:
     """PyTorch's device: the GPU when JAX runs on one (the two compared on one device)."""
     import torch
@@ -382,12 +391,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="tiny settings (smoke test)")
     args = parser.parse_args(argv)
-    try:
-        import torch
-    except ImportError as error:
-        raise SystemExit(
-            "benchmarks/peer_pytorch.py needs PyTorch: pip install -e '.[peer]'"
-        ) from error
+    torch = import_torch("peer_pytorch.py")
     if args.quick:
         args.chains, args.repeats, args.hidden, args.blocks = [1, 16], 1, 16, 1
         args.num_levels, args.network_steps, args.block = 10, 2, 8

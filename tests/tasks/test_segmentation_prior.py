@@ -32,7 +32,7 @@ def test_the_posterior_finds_the_shaped_classes_colour_clustering_misses():
     truth = seg.generate_maps(k_maps, 4, city)
     images = seg.render(k_render, truth, city)
     clustered = seg.segment(k_run, images, city=city, method="clustering")
-    posterior = seg.segment(k_run, images, city=city, method="annealed", num_samples=4)
+    posterior = seg.segment(k_run, images, city=city, method="annealed", num_samples=4, levels=25)
     assert posterior.probs.shape == (4, 32, 32, 6) and posterior.label_draws.shape[:2] == (4, 4)
     np.testing.assert_allclose(posterior.probs.sum(-1), 1.0, rtol=1e-5)
 
