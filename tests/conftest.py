@@ -91,3 +91,11 @@ def _clear_compiled_programs() -> None:
     importlib.import_module("numpyro_diffusion.infer.plug_and_play")._CACHE.clear()
     jax.clear_caches()
     gc.collect()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow tests (applications, notebooks, benchmark smoke tests: up to minutes each)
+    run first and the core's short ones last, so that xdist's workers finish together:
+    a long test started near the end keeps one worker busy while the other waits. The
+    sort is stable, so the order within each group is the collection's."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
