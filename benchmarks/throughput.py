@@ -39,28 +39,29 @@ def build_models(
 ) -> dict[str, DiffusionModel]:
     """The models by name; ``conv``: the U-Nets' convolutions as patches times a matrix
     (``"patch"``, the library's default) or XLA's own (``"xla"``); ``names``: keep the
-    models whose name starts with one of these."""
-    ring_model, _ = load_demo_models()
-    models = {"mlp-2d (energy)": ring_model}
-    sizes = [8] if quick else [8, 32]
-    for size in sizes:
-        mults = (1, 2) if size == 8 else (1, 2, 2)
-        net = UNet(
-            base_channels=16,
-            channel_mults=mults,
-            time_embed_dim=32,
-            patch_conv=conv == "patch",
-        )
-        shape = (size, size, 1)
-        params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)), jnp.zeros(1, jnp.int32))
-        models[f"unet-{size}x{size} (eps)"] = DiffusionModel(
-            net, params, VPSchedule.cosine(100), "eps", shape
-        )
+    models whose name starts with one of these (only those are built)."""
+    builders = {"mlp-2d (energy)": lambda: load_demo_models()[0]}
+    for size in [8] if quick else [8, 32]:
+        builders[f"unet-{size}x{size} (eps)"] = lambda size=size: _unet_model(size, conv)
     if names:
-        models = {k: v for k, v in models.items() if k.startswith(names)}
-        if not models:
+        builders = {k: v for k, v in builders.items() if k.startswith(names)}
+        if not builders:
             raise ValueError(f"no model name starts with one of {names}.")
-    return models
+    return {name: build() for name, build in builders.items()}
+
+
+def _unet_model(size: int, conv: str) -> DiffusionModel:
+    """An untrained U-Net over ``(size, size, 1)`` images (the walk's cost does not
+    depend on the weights)."""
+    net = UNet(
+        base_channels=16,
+        channel_mults=(1, 2) if size == 8 else (1, 2, 2),
+        time_embed_dim=32,
+        patch_conv=conv == "patch",
+    )
+    shape = (size, size, 1)
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)), jnp.zeros(1, jnp.int32))
+    return DiffusionModel(net, params, VPSchedule.cosine(100), "eps", shape)
 
 
 def time_walk(model, chains, levels, steps, repeats):

@@ -29,7 +29,7 @@ from numpyro_diffusion.tasks.segmentation.posterior import appearance_model
 
 # NUMPYRO_DIFFUSION_SMALL=1 (set by the test suite) shrinks every run.
 SMALL = os.environ.get("NUMPYRO_DIFFUSION_SMALL") == "1"
-IMAGES, CHAINS, LEVELS, PNP_STEPS = (2, 2, 6, 10) if SMALL else (8, 8, 50, 300)
+IMAGES, CHAINS, LEVELS, PNP_STEPS = (2, 2, 6, 10) if SMALL else (8, 16, 50, 300)
 KEY = jax.random.PRNGKey(0)
 CMAP = plt.matplotlib.colors.ListedColormap(
     ["#2b6cb0", "#7f7f7f", "#c0392b", "#1e6b2e", "#8bc34a", "#d4b46a"]
@@ -99,7 +99,9 @@ print(inspect.getsource(appearance_model))
 # The colour priors come from city B's palette with scale 0.05 (each image's colours are
 # shifted from it by a few hundredths, and the class colours overlap). The colour-only
 # baselines get the same priors: a Gaussian mixture fitted by EM, and the same with Potts
-# smoothing (mean field).
+# smoothing (mean field). The annealed posterior runs 16 chains an image, each starting
+# with the class colours at the palette (`init_to_median`): from NumPyro's uniform start a
+# chain could begin with two close classes' colours swapped, and stay in that mode.
 
 # %%
 city = seg.CITIES["B"]

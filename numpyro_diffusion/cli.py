@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--images", type=_positive, default=2, help="generated images")
     segment.add_argument("--input", default=None, help=".npy of RGB images (B, H, W, 3) in [0, 1]")
     segment.add_argument("--method", default="annealed", help="annealed, plug_and_play, ...")
-    segment.add_argument("--samples", type=_positive, default=8, help="chains per image")
+    segment.add_argument("--samples", type=_positive, default=16, help="chains per image")
     segment.add_argument("--levels", type=_positive, default=50, help="annealed levels")
     segment.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     segment.add_argument(

@@ -16,7 +16,7 @@ from helpers import (
     ring_mixture,
     total_variation,
 )
-from numpyro.infer import MCMC, NUTS
+from numpyro.infer import MCMC, NUTS, init_to_value
 
 from numpyro_diffusion import (
     EnergyUnavailableError,
@@ -386,6 +386,28 @@ def test_bad_sampler_arguments(kwargs, message):
     args = dict(model=SINGLE, kernel="mala", num_chains=2, steps_per_level=1) | kwargs
     with pytest.raises(ValueError, match=message):
         AnnealedMCMC(**args)
+
+
+def ring_and_a_latent():
+    diffusion_prior("x", RING)
+    numpyro.sample("a", dist.Normal(0.0, 1.0))
+
+
+@pytest.mark.filterwarnings("ignore:steps_per_level=0 with predictor='ddpm'")
+def test_other_sites_start_where_the_init_strategy_says():
+    # reverse diffusion moves only the diffusion sites, so "a" ends where it started
+    def end_points(strategy):
+        sampler = AnnealedMCMC(
+            ring_and_a_latent, "ula", 64, 0, levels=5, progress_bar=False, init_strategy=strategy
+        )
+        sampler.run(KEY)
+        return np.asarray(sampler.get_samples()["a"])
+
+    np.testing.assert_allclose(end_points(init_to_value(values={"a": 0.7})), 0.7)
+    uniform = end_points(None)  # NumPyro's init_to_uniform: U(-2, 2)
+    assert uniform.min() < -1.0 and uniform.max() > 1.0
+    with pytest.raises(TypeError, match="initialisation strategy"):
+        AnnealedMCMC(SINGLE, "ula", 2, 1, init_strategy="median")
 
 
 @pytest.mark.parametrize(

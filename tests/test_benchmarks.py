@@ -61,6 +61,20 @@ def test_throughput_quick(tmp_path):
     assert (tmp_path / "throughput_quick.md").exists()
 
 
+def test_throughput_builds_only_the_models_asked_for(monkeypatch):
+    throughput = load("throughput")
+    ring = object()
+
+    def no_unet(size, conv):
+        raise AssertionError(f"the {size}x{size} U-Net was built but not asked for")
+
+    monkeypatch.setattr(throughput, "load_demo_models", lambda: (ring, None))
+    monkeypatch.setattr(throughput, "_unet_model", no_unet)
+    assert throughput.build_models(False, names=("mlp",)) == {"mlp-2d (energy)": ring}
+    with pytest.raises(ValueError, match="no model name starts with"):
+        throughput.build_models(True, names=("transformer",))
+
+
 @pytest.mark.slow
 @pytest.mark.compile_bound
 @pytest.mark.filterwarnings("ignore:.*divergent transitions")
@@ -115,6 +129,18 @@ def test_segmentation_quick(tmp_path):
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
     assert (tmp_path / "segmentation_B_quick.md").exists()
     assert (tmp_path / "segmentation_B_quick_reliability.png").exists()
+
+
+def test_segmentation_recolours_a_city_reproducibly():
+    segmentation = load("segmentation")
+    city = segmentation.seg.CITIES["B"]
+    recoloured = segmentation.recoloured(city, 31, 0.06)
+    assert recoloured.name == "B-palette31" and recoloured.palette.shape == city.palette.shape
+    assert np.all((recoloured.palette >= 0.05) & (recoloured.palette <= 0.95))
+    assert 0.01 < np.abs(recoloured.palette - city.palette).mean() < 0.1
+    again = segmentation.recoloured(city, 31, 0.06)
+    np.testing.assert_array_equal(recoloured.palette, again.palette)
+    assert recoloured.proportions is city.proportions  # only the colours change
 
 
 def test_segmentation_chains_scores_groups_of_draws(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -82,6 +83,7 @@ class WalkSettings(NamedTuple):
     progress_bar: bool
     chain_method: str
     chain_block_size: int | None
+    init_strategy: Any  # NumPyro initialisation strategy of the non-diffusion sites
 
 
 class _Compiled(NamedTuple):
@@ -205,6 +207,12 @@ class AnnealedMCMC:
         whether the walk forgets where it started: annealing with too few or too
         small steps leaves the chains of a group closer than independent draws.
         1 (default): every chain starts on its own.
+    init_strategy
+        How latent sites other than diffusion priors start at the top level: a NumPyro
+        initialisation strategy (``init_to_median``, ``init_to_sample``, ...; NumPyro's
+        ``init_to_uniform`` by default). Diffusion priors start from ``N(0, I)``, the
+        top level's noise. A start at the prior's median keeps chains out of modes that
+        only a far start reaches (a mixture's components swapped).
     keep_trajectory
         Keep every chain's position at the end of every level (``(L, C, D)``
         floats) for :meth:`get_trajectory` and the sample-cloud plots.
@@ -244,6 +252,7 @@ class AnnealedMCMC:
         line_integral_points: int | None = None,
         superchain_size: int = 1,
         chain_block_size: int | str | None = "auto",
+        init_strategy: Callable | None = None,
     ):
         self.model = model
         self.kernel = kernel
@@ -267,6 +276,7 @@ class AnnealedMCMC:
         self.line_integral_points = line_integral_points
         self.superchain_size = superchain_size
         self.chain_block_size = chain_block_size
+        self.init_strategy = init_strategy
         self.settings()  # refuse bad settings now, not at the first run
         if isinstance(model, Diffusion) and self._needs_energy() and not model.has_energy:
             raise self._energy_error()
@@ -330,6 +340,11 @@ class AnnealedMCMC:
             raise ValueError(
                 "steps_per_level=0 with predictor=None does nothing; use predictor='ddpm' "
                 "for reverse diffusion or steps_per_level > 0 for MCMC."
+            )
+        if self.init_strategy is not None and not callable(self.init_strategy):
+            raise TypeError(
+                f"init_strategy must be a NumPyro initialisation strategy (a callable such "
+                f"as numpyro.infer.init_to_median), got {self.init_strategy!r}."
             )
         if self.target_accept is not None and not 0.0 < self.target_accept < 1.0:
             raise ValueError(f"target_accept must lie in (0, 1), got {self.target_accept}.")
@@ -415,6 +430,7 @@ class AnnealedMCMC:
             bool(self.progress_bar),
             self.chain_method,
             None if block is None else int(block),
+            self.init_strategy,
         )
 
     def resolve_chain_block_size(self) -> int | None:
@@ -490,7 +506,11 @@ class AnnealedMCMC:
             # gradient: the structure is all that is needed here, and a batch of keys
             # would compile the model's gradient a second time, outside the walk.
             family, _ = initialize_potential(
-                keys[0][0], model_fn, *split.rebuild(split.dynamic), check_gradient=False
+                keys[0][0],
+                model_fn,
+                *split.rebuild(split.dynamic),
+                check_gradient=False,
+                init_strategy=settings.init_strategy,
             )
             if self._needs_energy() and not family.has_energy:
                 raise self._energy_error()

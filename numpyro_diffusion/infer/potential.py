@@ -185,6 +185,7 @@ def initialize_potential(
     model_kwargs: dict,
     *,
     check_gradient: bool = True,
+    init_strategy: Callable | None = None,
 ) -> tuple[PotentialFamily, Array]:
     """Trace the NumPyro function ``model_fn`` once (see :func:`as_numpyro_model`) and
     return its potential family and initial flat positions.
@@ -194,8 +195,11 @@ def initialize_potential(
     potential is finite without evaluating its gradient: for a caller that only needs
     the family (whose ``init_fn`` checks the potential alone: the walk's first kernel
     step takes the gradient and counts a non-finite one as a divergence).
+    ``init_strategy``: how sites other than diffusion priors start (a NumPyro
+    initialisation strategy; ``init_to_uniform`` by default); diffusion priors start
+    from ``N(0, I)``.
     """
-    start = init_to_diffusion_noise()
+    start = init_to_diffusion_noise(fallback=init_strategy or init_to_uniform)
     leveled = _leveled(model_fn)
     # one plain trace first, so that bad data and bad sites are named here rather than
     # ending in NumPyro's generic "Cannot find valid initial parameters"

@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.infer import init_to_median
 
 import numpyro_diffusion as nd
 from numpyro_diffusion.tasks.segmentation.baselines import colour_clustering, potts_smoothing
@@ -95,7 +96,7 @@ def segment(
     city: City | None = None,
     method: str = "annealed",
     prior: Any = None,
-    num_samples: int = 8,
+    num_samples: int = 16,
     levels: int = 50,
     steps_per_level: int = 6,
     kernel: str = "uhmc",
@@ -118,8 +119,10 @@ def segment(
 
     - ``"annealed"``: annealed MCMC (``kernel``, ``levels`` x ``steps_per_level``; MALA
       and HMC on a score-only prior use the line-integral energy) on
-      :func:`appearance_model` with ``num_samples`` chains per image; ``probs`` is the
-      posterior mean of each pixel's class (its responsibility under each draw).
+      :func:`appearance_model` with ``num_samples`` chains per image, each starting
+      with the class colours at ``city``'s palette (NumPyro's ``init_to_median``) and
+      the map from noise; ``probs`` is the posterior mean of each pixel's class (its
+      responsibility under each draw).
       ``images_per_run`` images share one sampler run (one batch for the network):
       exact for the unadjusted kernels, whose moves act on each image's coordinates
       alone; under MALA and HMC the images of a run share each chain's adapted step
@@ -230,6 +233,10 @@ def _annealed(
         levels=levels,
         progress_bar=progress_bar,
         chain_method=chain_method,
+        # the appearance starts at the city's palette: from NumPyro's uniform start two
+        # classes of similar colour can take each other's colours before the map forms,
+        # and chains stay in that swapped mode
+        init_strategy=init_to_median,
         **({"energy": "line_integral"} if corrected else {}),
     )
     draw_probs, colours = [], []
