@@ -83,7 +83,7 @@ class WalkSettings(NamedTuple):
     progress_bar: bool
     chain_method: str
     chain_block_size: int | None
-    init_strategy: Any  # NumPyro initialisation strategy of the non-diffusion sites
+    init_strategy: Callable | None  # NumPyro strategy for the non-diffusion sites
 
 
 class _Compiled(NamedTuple):
