@@ -3,12 +3,14 @@
 # order), each capped in time, results under $OUT after every step (log.txt,
 # results.tar, components.tar), so a step that runs out of time costs only itself.
 #
-#   bash benchmarks/device_run.sh [unet] [segmentation] [peer] [throughput] [overhead] [composition]
+#   bash benchmarks/device_run.sh [prior64] [palettes] [unet] [segmentation] [peer] [throughput] [overhead] [composition]
 #   QUICK=1 bash benchmarks/device_run.sh ...   # smoke settings, to check the script
 #
 #   carry: .whl (numpyro, blackjax, arviz and arviz's needs as wheels, see the device
 #   README) and, for composition, .gpu/composition_2d (the component cache: what is
-#   missing there is trained, and only that comes back)
+#   missing there is trained, and only that comes back); for prior64,
+#   .gpu/landcover_A_64px_base.npy (city A's 64 x 64 maps, made on a CPU by
+#   generate_maps(PRNGKey(0), 5000, CITIES["A"], 64), int8)
 set -u
 OUT=${OUT:-/tmp/device_out}
 mkdir -p "$OUT"
@@ -19,6 +21,7 @@ mkdir -p "$RESULTS"
 export PYTHONUNBUFFERED=1
 QUICK=${QUICK:+--quick}
 STEPS=${*:-segmentation peer throughput overhead composition}
+PALETTE_OPTIONS=${PALETTE_OPTIONS:-}
 
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -41,6 +44,36 @@ step() {
 
 for name in $STEPS; do
     case $name in
+    prior64) # the 64 x 64 land-cover prior, in the background beside the steps after it
+        # (half the GPU's memory each); what it has at the cap comes back
+        mkdir -p .gpu/cache /tmp/prior64
+        python3 -c "import numpy as np, sys; sys.path.insert(0, 'scripts')
+from resumable import square_symmetries
+np.save('.gpu/cache/landcover_A_64px_5000_seed0.npy',
+        square_symmetries(np.load('.gpu/landcover_A_64px_base.npy')))" >>"$LOG" 2>&1
+        (
+            XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 timeout "${PRIOR64_CAP:-400}" python3 \
+                scripts/train_segmentation_prior.py --size 64 --steps ${PRIOR64_STEPS:-60000} \
+                --segment 2000 --save-every 500 --batch 64 --cache .gpu/cache \
+                --out /tmp/prior64/landcover_A_64px.npz \
+                --state /tmp/prior64/landcover_A_64px.state.npz >"$OUT/prior64.log" 2>&1
+            echo "prior64 rc=$? end $(date +%T)" >>"$OUT/prior64.log"
+            cp /tmp/prior64/landcover_A_64px.npz /tmp/prior64/landcover_A_64px.state.npz "$OUT/"
+        ) &
+        export XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
+        ;;
+    palettes) # city B's maps in unseen palettes (PALETTE_RUNS: seed:chains; B: its own)
+        export JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+        for run in ${PALETTE_RUNS:-32:16 33:16 34:16 35:16 31:64 36:16 37:16 32:64}; do
+            [ "$SECONDS" -gt "${PALETTE_UNTIL:-420}" ] && break  # the call's own limit
+            palette=${run%:*}  # a seed, or B for the city's own palette
+            recolour=$([ "$palette" = B ] || echo "--new-palette $palette")
+            step "palette-$palette-chains${run#*:}" "${PALETTE_CAP:-110}" python3 \
+                benchmarks/segmentation.py --methods potts,annealed --images "${PALETTE_IMAGES:-32}" \
+                $recolour --samples "${run#*:}" $PALETTE_OPTIONS \
+                --out "$RESULTS/palettes${PALETTE_TAG:-}/chains${run#*:}" $QUICK
+        done
+        ;;
     segmentation) # the annealed posterior's calibration over many images
         step segmentation "${SEGMENTATION_CAP:-240}" python3 benchmarks/segmentation.py \
             --images "${SEGMENTATION_IMAGES:-128}" --out "$RESULTS" $QUICK
@@ -80,3 +113,4 @@ for name in $STEPS; do
     *) echo "unknown step $name" >>"$LOG" ;;
     esac
 done
+wait

@@ -12,6 +12,7 @@ plot and one example.
     python benchmarks/segmentation.py               # 32 images of city B
     python benchmarks/segmentation.py --palette A   # colour priors from the training city
     python benchmarks/segmentation.py --new-palette 31   # city B's maps in other colours
+    python benchmarks/segmentation.py --brightness  # class colours vary in brightness
     python benchmarks/segmentation.py --quick       # smoke test
 """
 
@@ -55,6 +56,11 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--pnp-steps", type=int, default=300)
     parser.add_argument("--prior", default=None, help="a prior checkpoint (default: shipped)")
+    parser.add_argument(
+        "--brightness",
+        action="store_true",
+        help="every method's class colours with a brightness spread (BrightnessNormal)",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -82,8 +88,10 @@ def main(argv=None) -> dict:
         images_per_run=args.images_per_run,
         progress_bar=not args.quick,
         num_steps=args.pnp_steps,
+        brightness=args.brightness,
     )
     name = f"segmentation_{truth_city.name}" + (f"_palette{args.palette}" if args.palette else "")
+    name += "_brightness" if args.brightness else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
     title = (
@@ -91,7 +99,8 @@ def main(argv=None) -> dict:
         f"trained on city A, colour priors from city {prior_city.name}'s palette\n\n"
         f"Device: {device_name()}. Mean +- standard error over images; ECE over all pixels "
         f"(15 bins); annealed: {args.samples} chains, {args.levels} levels x "
-        f"{args.steps_per_level} steps; plug-and-play: {args.pnp_steps} steps."
+        f"{args.steps_per_level} steps; plug-and-play: {args.pnp_steps} steps. Class colours: "
+        + ("with a brightness spread (BrightnessNormal)." if args.brightness else "isotropic.")
     )
     write_results(
         args.out, name, dict(settings=vars(args), rows=rows), seg.format_table(rows, title)

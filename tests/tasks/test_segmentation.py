@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.special import logsumexp
 
 import numpyro_diffusion as nd
 from numpyro_diffusion.tasks import segmentation as seg
@@ -73,6 +74,25 @@ def test_the_pixel_likelihood_matches_a_hand_computation():
     )
 
 
+def test_a_class_varies_in_brightness_along_the_grey_axis():
+    from scipy.stats import multivariate_normal
+
+    colours = jnp.array([[[0.2, 0.3, 0.4], [0.6, 0.5, 0.4]]])  # (B=1, K=2, 3)
+    scales, brightness = jnp.array([[0.05, 0.1]]), jnp.array([[0.08, 0.02]])
+    images = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, 3, 3))
+    got = posterior._class_log_densities(images, colours, scales, brightness)
+    for k in range(2):
+        s, b = float(scales[0, k]), float(brightness[0, k])
+        cov = s**2 * np.eye(3) + b**2 * np.ones((3, 3))
+        want = multivariate_normal(np.asarray(colours[0, k]), cov).logpdf(np.asarray(images[0]))
+        np.testing.assert_allclose(np.asarray(got)[0, ..., k], want, rtol=1e-5)
+    # a shift along the grey axis costs less than the same-sized shift across it
+    grey = posterior._class_log_densities(colours[:, None, :1] + 0.1, colours, scales, brightness)
+    hue = colours[:, None, :1] + 0.1 * jnp.sqrt(3.0) * jnp.array([1.0, -1.0, 0.0]) / jnp.sqrt(2.0)
+    across = posterior._class_log_densities(hue, colours, scales, brightness)
+    assert float(grey[0, 0, 0, 0]) > float(across[0, 0, 0, 0]) + 1.0
+
+
 def test_the_model_scores_the_pixels_with_that_likelihood():
     import numpyro
 
@@ -84,6 +104,7 @@ def test_the_model_scores_the_pixels_with_that_likelihood():
         "labels": jax.random.normal(jax.random.PRNGKey(2), (1, 4, 4, 2)),
         "colour_offsets": jax.random.normal(jax.random.PRNGKey(3), (1, 2, 3)),
         "scale_offsets": jax.random.normal(jax.random.PRNGKey(4), (1, 2)),
+        "brightness_offsets": jax.random.normal(jax.random.PRNGKey(5), (1, 2)),
     }
     mean = jnp.full((2, 3), 0.5)
     model = numpyro.handlers.substitute(posterior.appearance_model, values)
@@ -95,9 +116,11 @@ def test_the_model_scores_the_pixels_with_that_likelihood():
     np.testing.assert_allclose(
         trace["scales"]["value"], 0.06 * np.exp(0.5 * values["scale_offsets"])
     )
+    brightness = 0.04 * np.exp(0.5 * values["brightness_offsets"])
+    np.testing.assert_allclose(trace["brightness"]["value"], brightness, rtol=1e-6)
     pixels = trace["pixels"]["fn"].log_prob(images)
     probs = posterior.class_probabilities(values["labels"], 4.0)
-    expected = posterior.pixel_log_likelihood(probs, images, colours, scales)
+    expected = posterior.pixel_log_likelihood(probs, images, colours, scales, brightness)
     np.testing.assert_allclose(pixels, expected.sum((1, 2)), rtol=1e-5)
 
 
@@ -143,6 +166,41 @@ def test_colour_clustering_recovers_well_separated_classes():
     np.testing.assert_allclose(smoothed.sum(-1), 1.0, rtol=1e-6)
     matched = baselines.matched_clustering(images, maps, 6)
     assert scores.pixel_accuracy(matched.argmax(-1), maps).mean() > 0.8
+
+
+def test_brightness_normal_draws_have_the_covariance_its_density_states():
+    d = posterior.BrightnessNormal(jnp.array([0.3, 0.5, 0.4]), 0.05, 0.08)
+    x = np.asarray(d.sample(jax.random.PRNGKey(0), (40_000,)))
+    want = 0.05**2 * np.eye(3) + 0.08**2 * np.ones((3, 3))
+    # standard error of a sample covariance entry: sqrt((s_ii s_jj + s_ij^2) / n)
+    se = np.sqrt((np.outer(np.diag(want), np.diag(want)) + want**2) / len(x))
+    assert np.all(np.abs(np.cov(x.T) - want) < 4 * se)
+
+
+def test_colour_clustering_recovers_each_class_brightness_spread():
+    # two classes, 20,000 pixels each, drawn from the appearance model's class density
+    colours = jnp.array([[[0.2, 0.5, 0.3], [0.7, 0.6, 0.4]]])
+    scales, spreads = np.array([0.03, 0.05]), np.array([0.08, 0.02])
+    draws = [
+        posterior.BrightnessNormal(colours[0, k], scales[k], spreads[k]).sample(
+            jax.random.PRNGKey(k), (100, 200)
+        )
+        for k in range(2)
+    ]
+    images = np.concatenate(draws, 0)[None]  # (1, 200, 200, 3)
+    truth = np.repeat([0, 1], 100)[None, :, None] * np.ones((1, 1, 200), int)
+    probs, fit = baselines.colour_clustering(images, colours[0], brightness=True)
+    assert scores.pixel_accuracy(probs.argmax(-1), truth).mean() > 0.999
+    # relative standard error of a standard deviation from n draws: 1 / sqrt(2 n)
+    np.testing.assert_allclose(fit.scales[0], scales, rtol=4 / np.sqrt(2 * 2 * 20_000))
+    np.testing.assert_allclose(fit.brightness[0], spreads, rtol=0.1)
+    _, iso = baselines.colour_clustering(images, colours[0])
+
+    def fitted_log_likelihood(f):
+        return np.mean(logsumexp(np.log(f.weights)[:, None, None] + f.log_likelihood, -1))
+
+    assert np.all(iso.brightness == 0)
+    assert fitted_log_likelihood(iso) < fitted_log_likelihood(fit) - 0.1
 
 
 def test_bad_images_get_clear_errors():

@@ -21,6 +21,13 @@ def test_prior_draws_are_near_one_hot_maps_of_every_class():
     assert np.all(share > 0.01)
 
 
+def test_the_64_pixel_prior_draws_maps_of_its_size():
+    prior = seg.load_segmentation_prior(size=64)
+    assert prior.event_shape == (64, 64, len(seg.CLASSES))
+    x = np.asarray(prior.sample(jax.random.PRNGKey(0), 1, levels=25))
+    assert np.mean(np.abs(np.abs(x) - 1.0) < 0.5) > 0.8
+
+
 def test_the_posterior_finds_the_shaped_classes_colour_clustering_misses():
     """On held-out city B the posterior beats colour clustering over all classes, and by
     most on the classes with a shape (water bodies, roads, buildings beside them, tree

@@ -21,7 +21,11 @@ from jax import Array
 import numpyro_diffusion as nd
 
 __all__ = [
+    "BRIGHTNESS_MEDIAN",
     "class_probabilities",
+    "BrightnessNormal",
+    "brightness_spread",
+    "class_colour_distribution",
     "pixel_log_likelihood",
     "pixel_responsibilities",
     "appearance",
@@ -38,21 +42,87 @@ def class_probabilities(x: Array, sharpness: float) -> Array:
     return jax.nn.softmax(sharpness * x, axis=-1)
 
 
-def _class_log_densities(images: Array, colours: Array, scales: Array) -> Array:
-    """``log N(y_p; colour_k, scale_k^2 I)`` ``(B, H, W, K)`` for images ``(B, H, W, 3)``,
-    colours ``(B, K, 3)`` and scales ``(B, K)``."""
-    component = dist.Normal(colours[:, None, None], scales[:, None, None, :, None])
-    return component.to_event(1).log_prob(images[..., None, :])
+BRIGHTNESS_MEDIAN = 0.04  # prior median of a class's brightness spread
 
 
-def pixel_log_likelihood(probs: Array, images: Array, colours: Array, scales: Array) -> Array:
-    """``log sum_k probs_k N(y; colour_k, scale_k^2 I)`` per pixel, ``(B, H, W)``."""
-    return jax.nn.logsumexp(jnp.log(probs) + _class_log_densities(images, colours, scales), axis=-1)
+class BrightnessNormal(dist.Distribution):
+    """An RGB colour ``Normal(loc, scale^2 I + brightness^2 1 1^T)``: independent noise of
+    ``scale`` in each channel plus a shift of ``brightness`` common to all three (a
+    lighter or darker version of ``loc``). ``loc`` ``(..., 3)``; ``scale`` and
+    ``brightness`` ``(...)``."""
+
+    arg_constraints = {
+        "loc": dist.constraints.real_vector,
+        "scale": dist.constraints.positive,
+        "brightness": dist.constraints.nonnegative,
+    }
+    support = dist.constraints.real_vector
+    reparametrized_params = ["loc", "scale", "brightness"]
+
+    def __init__(self, loc, scale, brightness, *, validate_args=None):
+        batch_shape = jax.lax.broadcast_shapes(
+            jnp.shape(loc)[:-1], jnp.shape(scale), jnp.shape(brightness)
+        )
+        self.loc = jnp.broadcast_to(loc, (*batch_shape, 3))
+        self.scale = jnp.broadcast_to(scale, batch_shape)
+        self.brightness = jnp.broadcast_to(brightness, batch_shape)
+        super().__init__(batch_shape, (3,), validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        k_noise, k_shift = jax.random.split(key)
+        shape = sample_shape + self.batch_shape
+        noise = jax.random.normal(k_noise, (*shape, 3)) * self.scale[..., None]
+        shift = jax.random.normal(k_shift, shape) * self.brightness
+        return self.loc + noise + shift[..., None]
+
+    def log_prob(self, value):
+        diff = value - self.loc
+        grey = diff.sum(-1) / jnp.sqrt(3.0)  # the part along (1, 1, 1) / sqrt(3)
+        var = self.scale**2
+        var_grey = var + 3.0 * self.brightness**2
+        return -0.5 * (
+            (jnp.sum(diff**2, -1) - grey**2) / var
+            + grey**2 / var_grey
+            + jnp.log(var_grey)
+            + 2.0 * jnp.log(var)
+            + 3.0 * jnp.log(2.0 * jnp.pi)
+        )
 
 
-def pixel_responsibilities(probs: Array, images: Array, colours: Array, scales: Array) -> Array:
+def class_colour_distribution(colours: Array, scales: Array, brightness: Array | None = None):
+    """Each class's pixel colours (:class:`BrightnessNormal`) for colours ``(B, K, 3)``,
+    scales ``(B, K)`` and brightness ``(B, K)``, batch shape ``(B, 1, 1, K)``
+    (broadcasting over pixels): a class's pixels vary in every channel by ``scale`` and
+    together, as lighter or darker versions of its colour, by ``brightness`` (texture
+    and illumination). ``brightness=None`` is zero."""
+    if brightness is None:
+        brightness = jnp.zeros_like(scales)
+    return BrightnessNormal(
+        colours[:, None, None], scales[:, None, None], brightness[:, None, None]
+    )
+
+
+def _class_log_densities(images: Array, colours: Array, scales: Array, brightness=None) -> Array:
+    """``log p(y_p | class k)`` ``(B, H, W, K)`` for images ``(B, H, W, 3)`` under
+    :func:`class_colour_distribution`."""
+    component = class_colour_distribution(colours, scales, brightness)
+    return component.log_prob(images[..., None, :])
+
+
+def pixel_log_likelihood(
+    probs: Array, images: Array, colours: Array, scales: Array, brightness: Array | None = None
+) -> Array:
+    """``log sum_k probs_k p(y | class k)`` per pixel, ``(B, H, W)``."""
+    log_densities = _class_log_densities(images, colours, scales, brightness)
+    return jax.nn.logsumexp(jnp.log(probs) + log_densities, axis=-1)
+
+
+def pixel_responsibilities(
+    probs: Array, images: Array, colours: Array, scales: Array, brightness: Array | None = None
+) -> Array:
     """The posterior class of each pixel given the map and the appearance, ``(B, H, W, K)``."""
-    return jax.nn.softmax(jnp.log(probs) + _class_log_densities(images, colours, scales), -1)
+    log_densities = _class_log_densities(images, colours, scales, brightness)
+    return jax.nn.softmax(jnp.log(probs) + log_densities, -1)
 
 
 def appearance(
@@ -68,6 +138,14 @@ def appearance(
     return colours, scale_median * jnp.exp(0.5 * scale_offsets)
 
 
+def brightness_spread(
+    brightness_offsets: Array, brightness_median: float = BRIGHTNESS_MEDIAN
+) -> Array:
+    """Each class's brightness spread ``(..., K)`` from the standard normal offsets of
+    :func:`appearance_model` (``LogNormal(log brightness_median, 0.5)``)."""
+    return brightness_median * jnp.exp(0.5 * brightness_offsets)
+
+
 def appearance_model(
     prior: Any,
     images: Array,
@@ -78,6 +156,7 @@ def appearance_model(
     proportions: Array | None = None,
     source_proportions: Array | None = None,
     concentration: float = 40.0,
+    brightness_median: float | None = BRIGHTNESS_MEDIAN,
 ) -> None:
     """Label maps ``x`` ``(B, H, W, K)`` under ``prior``; per image, class colours
     ``(K, 3)`` ~ ``Normal(colour_mean, colour_scale)`` and scales ``(K,)`` ~
@@ -102,6 +181,13 @@ def appearance_model(
         colours, scales = appearance(offsets, log_offsets, colour_mean, colour_scale, scale_median)
         numpyro.deterministic("colours", colours)
         numpyro.deterministic("scales", scales)
+        brightness = None
+        if brightness_median is not None:
+            brightness_offsets = numpyro.sample(
+                "brightness_offsets", dist.Normal(0.0, 1.0).expand((k,)).to_event(1)
+            )
+            brightness = brightness_spread(brightness_offsets, brightness_median)
+            numpyro.deterministic("brightness", brightness)
         x = nd.diffusion_prior("labels", prior)
         probs = class_probabilities(x, sharpness)
         if proportions is not None:
@@ -109,8 +195,7 @@ def appearance_model(
                 "label_shift", label_shift(probs, proportions, source_proportions, concentration)
             )
         mixture = dist.MixtureSameFamily(
-            dist.Categorical(probs),
-            dist.Normal(colours[:, None, None], scales[:, None, None, :, None]).to_event(1),
+            dist.Categorical(probs), class_colour_distribution(colours, scales, brightness)
         )
         numpyro.sample("pixels", mixture.to_event(2), obs=images)
 

@@ -13,8 +13,10 @@ import numpyro_diffusion as nd
 from numpyro_diffusion.tasks.segmentation.baselines import colour_clustering, potts_smoothing
 from numpyro_diffusion.tasks.segmentation.landcover import CITIES, City
 from numpyro_diffusion.tasks.segmentation.posterior import (
+    BRIGHTNESS_MEDIAN,
     appearance,
     appearance_model,
+    brightness_spread,
     class_probabilities,
     clustering_model,
     pixel_responsibilities,
@@ -106,6 +108,7 @@ def segment(
     colour_scale: float = 0.05,
     sharpness: float = 4.0,
     coupling: float = 1.0,
+    brightness: bool = False,
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -115,7 +118,10 @@ def segment(
     colour_scale)`` per image (the images' true colours may differ) and the coarse
     class proportions (for ``"constraints"``, and to correct the prior for label shift
     from ``prior_city``, the city its maps came from, by default A); ``None`` takes
-    city A. Methods:
+    city A. Every method models a class's pixel colours as its colour plus noise of a
+    per-class scale in each channel and, with ``brightness=True``, a per-class shift
+    common to the three channels (:class:`.posterior.BrightnessNormal`: texture and
+    illumination make a class lighter or darker more than they change its hue). Methods:
 
     - ``"annealed"``: annealed MCMC (``kernel``, ``levels`` x ``steps_per_level``; MALA
       and HMC on a score-only prior use the line-integral energy) on
@@ -164,11 +170,11 @@ def segment(
         size, k = None, palette.shape[0]
     images = check_images(images, size)
     if method in ("clustering", "potts"):
-        probs, fit = colour_clustering(images, palette, colour_scale)
+        probs, fit = colour_clustering(images, palette, colour_scale, brightness=brightness)
         if method == "potts":
             probs = potts_smoothing(fit, coupling)
         return SegmentationResult(probs.argmax(-1), probs.astype(np.float32), fit.colours, None)
-    model_kwargs = _model_kwargs(city, prior_city, colour_scale, sharpness)
+    model_kwargs = _model_kwargs(city, prior_city, colour_scale, sharpness, brightness)
     if method == "annealed":
         return _annealed(
             rng_key,
@@ -189,10 +195,16 @@ def segment(
     )
 
 
-def _model_kwargs(city: City, prior_city: City, colour_scale: float, sharpness: float) -> dict:
+def _model_kwargs(
+    city: City, prior_city: City, colour_scale: float, sharpness: float, brightness: bool
+) -> dict:
     """Keyword arguments of :func:`appearance_model`: the label-shift correction only
     where the class proportions differ from the prior's city."""
-    kwargs = dict(colour_scale=colour_scale, sharpness=sharpness)
+    kwargs = dict(
+        colour_scale=colour_scale,
+        sharpness=sharpness,
+        brightness_median=BRIGHTNESS_MEDIAN if brightness else None,
+    )
     target = np.asarray(city.proportions, np.float32)
     source = np.asarray(prior_city.proportions, np.float32)
     if target.shape != source.shape:
@@ -262,13 +274,19 @@ def _responsibilities(values, images, palette, model_kwargs):
     colours, scales = appearance(
         values["colour_offsets"], values["scale_offsets"], palette, model_kwargs["colour_scale"]
     )
+    brightness = None
+    if "brightness_offsets" in values:
+        brightness = brightness_spread(
+            values["brightness_offsets"], model_kwargs["brightness_median"]
+        )
     probs = class_probabilities(values["labels"], model_kwargs["sharpness"])
     images = jnp.asarray(images)
     if probs.ndim == 5:  # draws
-        return jax.vmap(pixel_responsibilities, (0, None, 0, 0))(
-            probs, images, colours, scales
+        axes = (0, None, 0, 0, None if brightness is None else 0)
+        return jax.vmap(pixel_responsibilities, axes)(
+            probs, images, colours, scales, brightness
         ), colours
-    return pixel_responsibilities(probs, images, colours, scales), colours
+    return pixel_responsibilities(probs, images, colours, scales, brightness), colours
 
 
 def _point_estimate(key, images, prior, city, method, num_steps, model_kwargs, chain_method):
