@@ -31,14 +31,15 @@ def test_the_64_pixel_prior_draws_maps_of_its_size():
 def test_the_posterior_finds_the_shaped_classes_colour_clustering_misses():
     """On held-out city B the posterior beats colour clustering over all classes, and by
     most on the classes with a shape (water bodies, roads, buildings beside them, tree
-    clumps). Four images, 4 chains of 25 levels: the benchmark measures 32 at full size."""
+    clumps). Three images, 4 chains of 25 levels: the benchmark measures 32 at full size."""
     city = seg.CITIES["B"]
     k_maps, k_render, k_run = jax.random.split(jax.random.PRNGKey(3), 3)
     truth = seg.generate_maps(k_maps, 4, city)
     images = seg.render(k_render, truth, city)
+    truth, images = truth[:3], images[:3]  # three of the four maps keep the suite's budget
     clustered = seg.segment(k_run, images, city=city, method="clustering")
     posterior = seg.segment(k_run, images, city=city, method="annealed", num_samples=4, levels=25)
-    assert posterior.probs.shape == (4, 32, 32, 6) and posterior.label_draws.shape[:2] == (4, 4)
+    assert posterior.probs.shape == (3, 32, 32, 6) and posterior.label_draws.shape[:2] == (4, 3)
     np.testing.assert_allclose(posterior.probs.sum(-1), 1.0, rtol=1e-5)
 
     def shaped_iou(labels):
