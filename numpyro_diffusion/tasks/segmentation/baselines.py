@@ -8,6 +8,8 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.special import softmax
 
+from numpyro_diffusion.tasks.segmentation.posterior import grey_axis_log_density
+
 __all__ = ["AppearanceFit", "colour_clustering", "potts_smoothing", "matched_clustering"]
 
 _NEIGHBOURS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], float)
@@ -26,15 +28,8 @@ class AppearanceFit:
         self.colours, self.scales, self.weights = colours, scales, weights
         self.brightness = np.zeros_like(scales) if brightness is None else brightness
         diff = images[:, :, :, None, :] - colours[:, None, None]
-        grey = diff @ _GREY
-        var = scales[:, None, None, :] ** 2
-        var_grey = var + 3.0 * self.brightness[:, None, None, :] ** 2
-        self.log_likelihood = -0.5 * (
-            (np.sum(diff**2, -1) - grey**2) / var
-            + grey**2 / var_grey
-            + np.log(var_grey)
-            + 2.0 * np.log(var)
-            + 3.0 * np.log(2.0 * np.pi)
+        self.log_likelihood = grey_axis_log_density(
+            diff, scales[:, None, None, :], self.brightness[:, None, None, :]
         )
 
     def posterior(self) -> np.ndarray:

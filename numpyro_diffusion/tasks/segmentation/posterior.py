@@ -10,10 +10,12 @@ information) and a coarse class-proportion prior, as ``numpyro.factor``s.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax import Array
@@ -22,10 +24,11 @@ import numpyro_diffusion as nd
 
 __all__ = [
     "BRIGHTNESS_MEDIAN",
-    "class_probabilities",
     "BrightnessNormal",
     "brightness_spread",
     "class_colour_distribution",
+    "class_probabilities",
+    "grey_axis_log_density",
     "pixel_log_likelihood",
     "pixel_responsibilities",
     "appearance",
@@ -76,17 +79,24 @@ class BrightnessNormal(dist.Distribution):
         return self.loc + noise + shift[..., None]
 
     def log_prob(self, value):
-        diff = value - self.loc
-        grey = diff.sum(-1) / jnp.sqrt(3.0)  # the part along (1, 1, 1) / sqrt(3)
-        var = self.scale**2
-        var_grey = var + 3.0 * self.brightness**2
-        return -0.5 * (
-            (jnp.sum(diff**2, -1) - grey**2) / var
-            + grey**2 / var_grey
-            + jnp.log(var_grey)
-            + 2.0 * jnp.log(var)
-            + 3.0 * jnp.log(2.0 * jnp.pi)
-        )
+        return grey_axis_log_density(value - self.loc, self.scale, self.brightness)
+
+
+def grey_axis_log_density(diff, scale, brightness):
+    """``log N(diff; 0, scale^2 I + brightness^2 1 1^T)`` over the last axis (RGB) of
+    ``diff`` ``(..., 3)``, for ``scale`` and ``brightness`` ``(...)``; NumPy arrays give
+    NumPy (the baselines' float64), JAX arrays JAX."""
+    xp = np if isinstance(diff, np.ndarray) else jnp
+    grey = diff.sum(-1) / math.sqrt(3.0)  # the part along (1, 1, 1) / sqrt(3)
+    var = scale**2
+    var_grey = var + 3.0 * brightness**2
+    return -0.5 * (
+        ((diff**2).sum(-1) - grey**2) / var
+        + grey**2 / var_grey
+        + xp.log(var_grey)
+        + 2.0 * xp.log(var)
+        + 3.0 * math.log(2.0 * math.pi)
+    )
 
 
 def class_colour_distribution(colours: Array, scales: Array, brightness: Array | None = None):
