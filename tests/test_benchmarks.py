@@ -89,7 +89,7 @@ def test_digits_quick(tmp_path, part):
         assert [r["w"] for r in result["cfg"]] == [0.0, 4.0]
     else:
         symmetry = result["constraints"]["symmetry"]
-        assert symmetry[0]["method"].startswith("no constraint") and len(symmetry) == 4
+        assert symmetry[0]["method"].startswith("no constraint") and len(symmetry) == 3
         assert all(r["error"] >= 0 for r in symmetry)
         methods = {r["method"] for r in result["constraints"]["classifier"]}
         assert methods >= {"plug-and-play (eps)"}

@@ -124,6 +124,51 @@ def test_the_model_scores_the_pixels_with_that_likelihood():
     np.testing.assert_allclose(pixels, expected.sum((1, 2)), rtol=1e-5)
 
 
+def test_the_appearance_is_held_at_its_prior_while_the_map_is_noise():
+    """The hold adds ``-0.5 (1 / abar_t - 1 / abar_0) |offsets|^2`` per image: large at
+    the top level, zero at t = 0, where the target is the model without it."""
+    import numpyro
+
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
+    schedule = nd.VPSchedule.cosine(100)
+    prior = nd.DiffusionModel(net, params, schedule, "eps", (4, 4, 2))
+    images = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 3))
+    keys = jax.random.split(jax.random.PRNGKey(2), 4)
+    values = {
+        "labels": jax.random.normal(keys[0], (2, 4, 4, 2)),
+        "colour_offsets": jax.random.normal(keys[1], (2, 2, 3)),
+        "scale_offsets": jax.random.normal(keys[2], (2, 2)),
+        "brightness_offsets": jax.random.normal(keys[3], (2, 2)),
+    }
+    squares = sum(
+        np.sum(np.asarray(v) ** 2, tuple(range(1, v.ndim)))
+        for n, v in values.items()
+        if n != "labels"
+    )
+
+    def factor_at(t, **kwargs):
+        model = numpyro.handlers.substitute(posterior.appearance_model, values)
+        with nd.noise_level(t):
+            trace = numpyro.handlers.trace(model).get_trace(
+                prior, images, jnp.full((2, 3), 0.5), hold_appearance=True, **kwargs
+            )
+        site = trace["appearance_hold"]
+        return np.asarray(site["fn"].log_prob(site["value"]))
+
+    abar = np.asarray(schedule.alpha_bars, np.float64)
+    for t in (99, 50, 1):
+        expected = -0.5 * (1 / abar[t] - 1 / abar[0]) * squares
+        np.testing.assert_allclose(factor_at(t), expected, rtol=1e-4)
+    np.testing.assert_array_equal(factor_at(0), 0.0)
+    assert factor_at(99).max() < -10 * squares.max()  # the top level holds hard
+    # the isotropic model has no brightness offsets to hold
+    iso = squares - np.sum(np.asarray(values["brightness_offsets"]) ** 2, -1)
+    np.testing.assert_allclose(
+        factor_at(50, brightness_median=None), -0.5 * (1 / abar[50] - 1 / abar[0]) * iso, rtol=1e-4
+    )
+
+
 def test_mutual_information_of_identical_and_independent_labellings():
     labels = np.arange(16).reshape(1, 4, 4) % 4
     one_hot = np.eye(4)[labels]

@@ -35,6 +35,7 @@ __all__ = [
     "appearance_model",
     "clustering_model",
     "label_shift",
+    "appearance_hold",
     "mutual_information",
 ]
 
@@ -43,6 +44,21 @@ def class_probabilities(x: Array, sharpness: float) -> Array:
     """Per-pixel class probabilities ``(..., H, W, K)`` of a relaxed map ``x`` of the
     same shape (one-hot maps scaled to [-1, 1] give nearly hard probabilities)."""
     return jax.nn.softmax(sharpness * x, axis=-1)
+
+
+def appearance_hold(prior: Any) -> Array:
+    """The precision added to the appearance offsets' standard normal prior at the
+    current noise level ``t`` (:func:`numpyro_diffusion.current_noise_level`) of
+    ``prior``'s schedule: ``1 / abar_t - 1 / abar_0``, the map's noise-to-signal ratio
+    less its value at the last level (zero there).
+
+    Annealing walks every latent through the levels. With the map pure noise its random
+    class weights give each chain's class colours random pixels to fit, and a chain
+    whose colours of two similar classes swap or merge keeps that mode once the map
+    forms. Held at their prior (the city's palette) until the map's signal rises, the
+    colours meet a formed map."""
+    abar = prior.schedule.alpha_bars
+    return 1.0 / abar[nd.current_noise_level()] - 1.0 / abar[0]
 
 
 BRIGHTNESS_MEDIAN = 0.04  # prior median of a class's brightness spread
@@ -167,6 +183,7 @@ def appearance_model(
     source_proportions: Array | None = None,
     concentration: float = 40.0,
     brightness_median: float | None = BRIGHTNESS_MEDIAN,
+    hold_appearance: bool = False,
 ) -> None:
     """Label maps ``x`` ``(B, H, W, K)`` under ``prior``; per image, class colours
     ``(K, 3)`` ~ ``Normal(colour_mean, colour_scale)`` and scales ``(K,)`` ~
@@ -177,6 +194,11 @@ def appearance_model(
     label shift: its maps' class shares ``pi`` (``Dirichlet(concentration *
     source_proportions)`` in the prior's training city) are reweighted to
     ``Dirichlet(concentration * proportions)`` by a factor (:func:`label_shift`).
+
+    ``hold_appearance=True`` (for samplers that walk the noise levels) holds the
+    appearance offsets near their prior while the map is noise: at level ``t`` their
+    prior precision gains :func:`appearance_hold`, which is zero at ``t = 0``, so the
+    last level's target is the model above.
 
     The appearance latents are sampled as standard normal offsets (sites
     ``"colour_offsets"`` and ``"scale_offsets"``; ``"colours"`` and ``"scales"`` are
@@ -200,6 +222,10 @@ def appearance_model(
             numpyro.deterministic("brightness", brightness)
         x = nd.diffusion_prior("labels", prior)
         probs = class_probabilities(x, sharpness)
+        if hold_appearance:
+            held = [offsets, log_offsets] + ([] if brightness is None else [brightness_offsets])
+            squares = sum(jnp.sum(h**2, tuple(range(1, h.ndim))) for h in held)
+            numpyro.factor("appearance_hold", -0.5 * appearance_hold(prior) * squares)
         if proportions is not None:
             numpyro.factor(
                 "label_shift", label_shift(probs, proportions, source_proportions, concentration)

@@ -109,6 +109,7 @@ def segment(
     sharpness: float = 4.0,
     coupling: float = 1.0,
     brightness: bool = False,
+    hold_appearance: bool = True,
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -129,6 +130,8 @@ def segment(
       with the class colours at ``city``'s palette (NumPyro's ``init_to_median``) and
       the map from noise; ``probs`` is the posterior mean of each pixel's class (its
       responsibility under each draw).
+      ``hold_appearance`` holds the appearance near its prior while the map is noise
+      (:func:`.posterior.appearance_hold`; the last level's target is unchanged).
       ``images_per_run`` images share one sampler run (one batch for the network):
       exact for the unadjusted kernels, whose moves act on each image's coordinates
       alone; under MALA and HMC the images of a run share each chain's adapted step
@@ -189,6 +192,7 @@ def segment(
             progress_bar,
             model_kwargs,
             chain_method,
+            hold_appearance,
         )
     return _point_estimate(
         rng_key, images, prior, city, method, num_steps, model_kwargs, chain_method
@@ -232,6 +236,7 @@ def _annealed(
     progress_bar,
     model_kwargs,
     chain_method,
+    hold_appearance,
 ) -> SegmentationResult:
     adjusted = kernel in ("mala", "hmc")
     corrected = adjusted and prior.parameterization != "energy"
@@ -255,7 +260,12 @@ def _annealed(
     for first in range(0, len(images), images_per_run):
         run = images[first : first + images_per_run]
         sampler.run(
-            jax.random.fold_in(key, first), prior, jnp.asarray(run), palette, **model_kwargs
+            jax.random.fold_in(key, first),
+            prior,
+            jnp.asarray(run),
+            palette,
+            hold_appearance=hold_appearance,
+            **model_kwargs,
         )
         r, c = _responsibilities(sampler.get_samples(), run, palette, model_kwargs)
         draw_probs.append(np.asarray(r))  # (S, b, H, W, K)
