@@ -61,6 +61,11 @@ def main(argv=None) -> dict:
         action="store_true",
         help="every method's class colours with a brightness spread (BrightnessNormal)",
     )
+    parser.add_argument(
+        "--hold-appearance",
+        action="store_true",
+        help="annealed MCMC holds the appearance at its prior while the map is noise",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -89,9 +94,11 @@ def main(argv=None) -> dict:
         progress_bar=not args.quick,
         num_steps=args.pnp_steps,
         brightness=args.brightness,
+        hold_appearance=args.hold_appearance,
     )
     name = f"segmentation_{truth_city.name}" + (f"_palette{args.palette}" if args.palette else "")
     name += "_brightness" if args.brightness else ""
+    name += "_hold" if args.hold_appearance else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
     title = (
@@ -101,6 +108,11 @@ def main(argv=None) -> dict:
         f"(15 bins); annealed: {args.samples} chains, {args.levels} levels x "
         f"{args.steps_per_level} steps; plug-and-play: {args.pnp_steps} steps. Class colours: "
         + ("with a brightness spread (BrightnessNormal)." if args.brightness else "isotropic.")
+        + (
+            " Annealed MCMC holds the appearance while the map is noise."
+            if args.hold_appearance
+            else ""
+        )
     )
     write_results(
         args.out, name, dict(settings=vars(args), rows=rows), seg.format_table(rows, title)
