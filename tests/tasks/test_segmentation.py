@@ -93,12 +93,17 @@ def test_a_class_varies_in_brightness_along_the_grey_axis():
     assert float(grey[0, 0, 0, 0]) > float(across[0, 0, 0, 0]) + 1.0
 
 
+def tiny_prior() -> nd.DiffusionModel:
+    """An untrained U-Net prior over 4 x 4 maps of 2 classes (the model's plumbing only)."""
+    net = nd.UNet(base_channels=8, channel_mults=(1,))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
+    return nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (4, 4, 2))
+
+
 def test_the_model_scores_the_pixels_with_that_likelihood():
     import numpyro
 
-    net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
-    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (4, 4, 2))
+    prior = tiny_prior()
     images = jax.random.uniform(jax.random.PRNGKey(1), (1, 4, 4, 3))
     values = {
         "labels": jax.random.normal(jax.random.PRNGKey(2), (1, 4, 4, 2)),
@@ -129,10 +134,8 @@ def test_the_appearance_is_held_at_its_prior_while_the_map_is_noise():
     the top level, zero at t = 0, where the target is the model without it."""
     import numpyro
 
-    net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
-    schedule = nd.VPSchedule.cosine(100)
-    prior = nd.DiffusionModel(net, params, schedule, "eps", (4, 4, 2))
+    prior = tiny_prior()
+    schedule = prior.schedule
     images = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 3))
     keys = jax.random.split(jax.random.PRNGKey(2), 4)
     values = {
