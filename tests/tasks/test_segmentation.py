@@ -93,11 +93,13 @@ def test_a_class_varies_in_brightness_along_the_grey_axis():
     assert float(grey[0, 0, 0, 0]) > float(across[0, 0, 0, 0]) + 1.0
 
 
-def tiny_prior() -> nd.DiffusionModel:
-    """An untrained U-Net prior over 4 x 4 maps of 2 classes (the model's plumbing only)."""
+def tiny_prior(size: int = 4, classes: int = 2) -> nd.DiffusionModel:
+    """An untrained U-Net prior over ``size`` x ``size`` maps of ``classes`` classes (for
+    the plumbing, not the maps)."""
+    shape = (size, size, classes)
     net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 2)), jnp.zeros((1,), jnp.int32))
-    return nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (4, 4, 2))
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, *shape)), jnp.zeros((1,), jnp.int32))
+    return nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", shape)
 
 
 def test_the_model_scores_the_pixels_with_that_likelihood():
@@ -262,12 +264,10 @@ def test_bad_images_get_clear_errors():
         seg.segment(jax.random.PRNGKey(0), 255 * good, method="clustering")
     with pytest.raises(ValueError, match="unknown method"):
         seg.segment(jax.random.PRNGKey(0), good, method="kmeans")
-    net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 5)), jnp.zeros((1,), jnp.int32))
-    five = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 5))
+    five = tiny_prior(8, 5)
     with pytest.raises(ValueError, match="5 classes"):
         seg.segment(jax.random.PRNGKey(0), good, city=city, prior=five, method="plug_and_play")
-    six = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (16, 16, 6))
+    six = tiny_prior(16, 6)
     with pytest.raises(ValueError, match="resize"):
         seg.segment(jax.random.PRNGKey(0), good, city=city, prior=six, method="plug_and_play")
     with pytest.raises(ValueError, match="labels must lie"):
@@ -286,9 +286,7 @@ def test_label_shift_reweights_the_class_shares_between_dirichlets():
 @pytest.mark.compile_bound
 def test_point_estimates_of_a_batch_of_images_shard_over_devices():
     """A tiny random prior: this checks the batching, not the segmentation."""
-    net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 6)), jnp.zeros((1,), jnp.int32))
-    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 6))
+    prior = tiny_prior(8, 6)
     city = seg.CITIES["B"]
     images = seg.render(
         jax.random.PRNGKey(1), seg.generate_maps(jax.random.PRNGKey(2), 4, city, size=8), city
@@ -314,9 +312,7 @@ def test_point_estimates_of_a_batch_of_images_shard_over_devices():
 def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
     """U-HMC moves each image's coordinates alone, so an image's draws do not depend on
     the image beside it in a run; MALA accepts or rejects the run's images together."""
-    net = nd.UNet(base_channels=8, channel_mults=(1,))
-    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 6)), jnp.zeros((1,), jnp.int32))
-    prior = nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", (8, 8, 6))
+    prior = tiny_prior(8, 6)
     city = seg.CITIES["B"]
     images = np.asarray(
         seg.render(
