@@ -66,6 +66,11 @@ def main(argv=None) -> dict:
         action="store_true",
         help="annealed MCMC holds the appearance at its prior while the map is noise",
     )
+    parser.add_argument(
+        "--swap-classes",
+        action="store_true",
+        help="annealed MCMC proposes swaps of two classes' map channels and appearance",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -95,10 +100,12 @@ def main(argv=None) -> dict:
         num_steps=args.pnp_steps,
         brightness=args.brightness,
         hold_appearance=args.hold_appearance,
+        swap_classes=args.swap_classes,
     )
     name = f"segmentation_{truth_city.name}" + (f"_palette{args.palette}" if args.palette else "")
     name += "_brightness" if args.brightness else ""
     name += "_hold" if args.hold_appearance else ""
+    name += "_swap" if args.swap_classes else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
     title = (
@@ -113,6 +120,7 @@ def main(argv=None) -> dict:
             if args.hold_appearance
             else ""
         )
+        + (" Annealed MCMC proposes class swaps." if args.swap_classes else "")
     )
     write_results(
         args.out, name, dict(settings=vars(args), rows=rows), seg.format_table(rows, title)

@@ -122,17 +122,19 @@ def test_tsp_quick(tmp_path):
 @pytest.mark.slow
 @pytest.mark.compile_bound
 def test_segmentation_quick(tmp_path):
-    # with the brightness colour model and the held appearance (the end-to-end test runs
-    # the defaults: isotropic, not held)
-    argv = ["--quick", "--brightness", "--hold-appearance", "--out", str(tmp_path)]
+    # with the brightness colour model, the held appearance and class swaps (the
+    # end-to-end test runs the defaults: isotropic, not held, no swaps)
+    argv = ["--quick", "--brightness", "--hold-appearance", "--swap-classes"]
+    argv += ["--out", str(tmp_path)]
     result = load("segmentation").main(argv)
     rows = {r["method"]: r for r in result["rows"]}
     assert set(rows) == set(load("segmentation").METHODS)
     for row in rows.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
-    table = (tmp_path / "segmentation_B_brightness_hold_quick.md").read_text()
+    table = (tmp_path / "segmentation_B_brightness_hold_swap_quick.md").read_text()
     assert "brightness spread" in table and "holds the appearance" in table
-    assert (tmp_path / "segmentation_B_brightness_hold_quick_reliability.png").exists()
+    assert "class swaps" in table
+    assert (tmp_path / "segmentation_B_brightness_hold_swap_quick_reliability.png").exists()
 
 
 def test_segmentation_recolours_a_city_reproducibly():

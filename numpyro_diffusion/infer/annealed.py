@@ -16,6 +16,7 @@ from numpyro import handlers
 
 from numpyro_diffusion.errors import EnergyUnavailableError
 from numpyro_diffusion.infer.arguments import split_arguments
+from numpyro_diffusion.infer.jump import check_jump_signal
 from numpyro_diffusion.infer.kernels import KERNELS, LevelKernel, get_kernel
 from numpyro_diffusion.infer.move import (
     CHAIN_AXIS,
@@ -56,6 +57,7 @@ class LevelStats(NamedTuple):
     weight_ess: Array  # [L] effective sample size, as a fraction of the chains, of the
     # chains' sequential importance weights so far (the weights annealed SMC resamples by;
     # without resampling they degenerate over many levels; NaN without energies)
+    jump_rate: Array  # [L] fraction of chains whose jump was accepted (NaN: no jump there)
 
 
 class DrawStats(NamedTuple):
@@ -225,6 +227,19 @@ class AnnealedMCMC:
         ``"auto"`` (default): blocks of :data:`CPU_CHAIN_BLOCK` on a CPU backend where
         more chains than that move and neither of those pools them; all at once
         otherwise (an accelerator wants the whole batch).
+    jump
+        A move between symmetric modes that gradient steps cross too slowly:
+        ``jump(rng_key, values) -> values`` on one chain's unconstrained site values
+        (a dict of arrays, the model's shapes), an involution that preserves volume
+        (relabel a mixture's components, swap two classes of a label map together with
+        their appearance). Each chain proposes it on entering every level whose
+        ``alpha_bar_t`` lies in ``jump_signal`` and accepts it by Metropolis-Hastings on
+        that level's density; score-only diffusion terms' change is the line integral
+        of their score on ``jump_points`` Gauss-Lobatto points (ends included, each one
+        gradient), which is reliable where the noise still joins the two modes, not
+        near the data (:mod:`~numpyro_diffusion.infer.jump`). ``level_stats.jump_rate``
+        records the acceptance. The function is part of the compiled program's key:
+        pass the same function (or an equal, hashable callable) to reuse it.
     """
 
     def __init__(
@@ -253,6 +268,9 @@ class AnnealedMCMC:
         superchain_size: int = 1,
         chain_block_size: int | str | None = "auto",
         init_strategy: Callable | None = None,
+        jump: Callable | None = None,
+        jump_signal: tuple[float, float] = (0.2, 0.8),
+        jump_points: int = 6,
     ):
         self.model = model
         self.kernel = kernel
@@ -277,6 +295,9 @@ class AnnealedMCMC:
         self.superchain_size = superchain_size
         self.chain_block_size = chain_block_size
         self.init_strategy = init_strategy
+        self.jump = jump
+        self.jump_signal = jump_signal
+        self.jump_points = jump_points
         self.settings()  # refuse bad settings now, not at the first run
         if isinstance(model, Diffusion) and self._needs_energy() and not model.has_energy:
             raise self._energy_error()
@@ -405,6 +426,14 @@ class AnnealedMCMC:
                     "preconditioning pools every chain at every level; give a fixed "
                     "step_size with precondition=False, or drop chain_block_size."
                 )
+        if self.jump is not None:
+            if not callable(self.jump):
+                raise TypeError(
+                    f"jump must be a function (rng_key, site values) -> site values, got "
+                    f"{self.jump!r}."
+                )
+            check_jump_signal(self.jump_signal)
+            _check_int("jump_points", self.jump_points, 2)
         adapting = self.adapt
         given_each_level = step is not None and (isinstance(step, str) or np.ndim(step) == 1)
         move = MoveSettings(
@@ -420,6 +449,8 @@ class AnnealedMCMC:
             ),
             adapt_gamma=float(self.adapt_gamma),
             precondition=self.preconditioned and self.steps_per_level > 0,
+            jump=self.jump,
+            jump_points=int(self.jump_points),
         )
         return WalkSettings(
             kernel.name,
@@ -478,11 +509,17 @@ class AnnealedMCMC:
                 rule, schedule, levels, preconditioned=self.preconditioned
             )
         t_prev = np.concatenate([levels[:1], levels[:-1]])
+        jump = np.zeros(levels.shape, bool)
+        if self.jump is not None:
+            low, high = check_jump_signal(self.jump_signal)
+            signal = np.asarray(schedule.alpha_bars)[levels]
+            jump = (signal >= low) & (signal <= high)
         return LevelParams(
             jnp.asarray(levels),
             jnp.asarray(t_prev),
             jnp.asarray(steps, jnp.float32),
             jnp.asarray(inverse_mass, jnp.float32),
+            jnp.asarray(jump),
         )
 
     # --------------------------------------------------------------------- run
@@ -623,6 +660,7 @@ class AnnealedMCMC:
                     jnp.sum(info.num_divergent),
                     jnp.mean(info.potential),
                     info.log_weight,  # [C] for now: the ESS comes after the scan
+                    jnp.mean(info.jump_accepted),
                 )
                 last = (info.last_acceptance, info.last_divergent, info.last_energy)
                 return state, (stats, last, state.position if keep else None)

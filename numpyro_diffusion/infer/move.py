@@ -29,6 +29,7 @@ from blackjax.adaptation.step_size import (
 from jax import Array
 from jax.scipy.stats import norm
 
+from numpyro_diffusion.infer.jump import build_jump
 from numpyro_diffusion.infer.kernels import LevelKernel, LevelTarget
 from numpyro_diffusion.schedules import VPSchedule
 
@@ -73,6 +74,10 @@ class LevelPotential(NamedTuple):
     diffusion_mask: Array
     schedule: VPSchedule
     has_energy: bool
+    # the value of every term but the diffusion sites (exact), and the flat latent to
+    # the dict of unconstrained site values: what a jump needs (infer/jump.py)
+    other_potential_fn: Callable[[Array, Array], Array] | None = None
+    unravel_fn: Callable[[Array], dict] | None = None
 
     def target(self, t: Array) -> LevelTarget:
         """The kernel's target at level ``t``: ``log p_t = -U(., t)`` and its gradient."""
@@ -91,6 +96,8 @@ class MoveSettings(NamedTuple):
     adapt_gamma: float = 0.5
     precondition: bool = False  # a diagonal mass from all chains (vmap over CHAIN_AXIS)
     weigh: bool = False  # importance weights even without kernel steps (costs U(z, t))
+    jump: Callable | None = None  # an involution of the site values (infer/jump.py)
+    jump_points: int = 6  # Gauss-Lobatto points of a jump's score line integral
 
 
 class LevelParams(NamedTuple):
@@ -100,6 +107,7 @@ class LevelParams(NamedTuple):
     t_prev: Array  # the previous level (equal to t at the first level: no predictor)
     step_size: Array  # the level's step size, or its adaptation start
     inverse_mass: Array  # scalar inverse mass (times the preconditioner when there is one)
+    jump: Any = False  # bool: a jump is proposed on entering the level
 
 
 class MoveState(NamedTuple):
@@ -120,6 +128,7 @@ class MoveInfo(NamedTuple):
     last_divergent: Array  # [] bool: the last kernel step diverged
     last_energy: Array  # [] the Hamiltonian after the last step (HMC; NaN otherwise)
     log_weight: Array  # [] the level's incremental importance weight (NaN where unknown)
+    jump_accepted: Any = float("nan")  # [] 1 or 0 for the level's jump (NaN without one)
 
 
 class Entry(NamedTuple):
@@ -128,6 +137,7 @@ class Entry(NamedTuple):
     log_weight: Array  # [] the incremental importance weight (0 at the first level)
     predictor_log_prob: Array  # [] log q of the predictor's proposal (0 without one)
     predictor_divergent: Array  # [] bool: the predictor's proposal was not finite
+    jump_accepted: Any = float("nan")  # [] 1 or 0 for the level's jump (NaN without one)
 
 
 class Move(NamedTuple):
@@ -239,6 +249,17 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
     da_init, da_update, da_final = dual_averaging_adaptation(
         settings.target_accept, gamma=settings.adapt_gamma
     )
+    jump = None
+    if settings.jump is not None:
+        jump_step = build_jump(potential, settings.jump, settings.jump_points)
+
+        def jump(rng_key, z, level):
+            return jax.lax.cond(
+                level.jump,
+                lambda z: jump_step(rng_key, z, level.t),
+                lambda z: (z, jnp.full((), jnp.nan, jnp.float32)),
+                z,
+            )
 
     def init(rng_key: Array, position: Array, level: LevelParams) -> MoveState:
         # Every level initialises the kernel at its own target, so the kernel state
@@ -315,8 +336,11 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         log_back = jnp.zeros(())
         if settings.predictor is not None:
             z, log_q, predictor_divergent, log_back = predict(k_pred, z, level)
+        jump_accepted = jnp.full((), jnp.nan, jnp.float32)
+        if jump is not None:  # (annealed MCMC only: no weights to keep)
+            z, jump_accepted = jump(jax.random.fold_in(k_pred, 1), z, level)
         if K == 0 and not settings.weigh:  # reverse diffusion: no kernel, no weight
-            entry = Entry(jnp.full((), jnp.nan), log_q, predictor_divergent)
+            entry = Entry(jnp.full((), jnp.nan), log_q, predictor_divergent, jump_accepted)
             return state._replace(position=z, potential=jnp.full((), jnp.nan)), entry
         target = potential.target(level.t)
         inverse_mass = jnp.broadcast_to(level.inverse_mass, z.shape)
@@ -334,7 +358,7 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
         first = level.t == level.t_prev
         log_weight = jnp.where(first, 0.0, state.potential - u_start + log_back - log_q)
         entered = MoveState(z, state.step_size, kstate, inverse_mass, u_start)
-        return entered, Entry(log_weight, log_q, predictor_divergent)
+        return entered, Entry(log_weight, log_q, predictor_divergent, jump_accepted)
 
     def mutate(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, MoveInfo]:
         """The kernel steps at level ``t`` from a state :func:`enter` returned (its
@@ -419,6 +443,7 @@ def build_move(kernel: LevelKernel, potential: LevelPotential, settings: MoveSet
             num_divergent=info.num_divergent + entry.predictor_divergent,
             predictor_log_prob=entry.predictor_log_prob,
             log_weight=entry.log_weight,
+            jump_accepted=entry.jump_accepted,
         )
 
     def draw(rng_key: Array, state: MoveState, level: LevelParams) -> tuple[MoveState, Any]:

@@ -164,6 +164,7 @@ class PotentialFamily(NamedTuple):
     site_names: tuple[str, ...]
     other_grad_fn: Callable  # the gradient of every term but the diffusion sites
     other_sites: tuple[str, ...]  # sites whose terms are not diffusion terms
+    other_potential_fn: Callable  # the value of every term but the diffusion sites
 
     def at(self, args: tuple, kwargs: dict) -> LevelPotential:
         """The potential of the model with these arguments, as the move takes it."""
@@ -175,6 +176,8 @@ class PotentialFamily(NamedTuple):
             self.diffusion_mask,
             self.schedule,
             self.has_energy,
+            lambda z, t: self.other_potential_fn(z, t, args, kwargs),
+            self.unravel_fn,
         )
 
 
@@ -272,7 +275,7 @@ def initialize_potential(
         with gradient_only():
             return -jax.grad(diffusion_log_density)(z, t, args, kwargs)
 
-    def other_potential(z, t, args, kwargs):
+    def other_potential(z, t, args=model_args, kwargs=model_kwargs):
         return potential_energy(without_diffusion(leveled), (t, *args), kwargs, unravel(z))
 
     def other_grad_fn(z, t, args=model_args, kwargs=model_kwargs):
@@ -319,6 +322,7 @@ def initialize_potential(
         tuple(latent),
         other_grad_fn,
         other_sites,
+        other_potential,
     )
     init = (
         start_points(rng_key, model_args, model_kwargs, check_gradient) if batched else flat_proto

@@ -144,6 +144,11 @@ class AnnealedSMC(AnnealedMCMC):
                 "point at two noise levels, which no line integral in space gives. Use "
                 "AnnealedMCMC with energy='line_integral' for score-only models."
             )
+        if options.get("jump") is not None:
+            raise ValueError(
+                "AnnealedSMC takes no jump: a jump between its reweighting and its kernel "
+                "steps would need weights of its own. Use AnnealedMCMC(..., jump=...)."
+            )
         if options.get("superchain_size", 1) != 1:
             raise ValueError(
                 "AnnealedSMC takes no superchain_size: resampling already mixes the "

@@ -102,6 +102,17 @@ def tiny_prior(size: int = 4, classes: int = 2) -> nd.DiffusionModel:
     return nd.DiffusionModel(net, params, nd.VPSchedule.cosine(100), "eps", shape)
 
 
+def random_appearance(images: int, size: int, classes: int) -> dict:
+    """Standard normal values of :func:`appearance_model`'s latent sites."""
+    keys = jax.random.split(jax.random.PRNGKey(2), 4)
+    return {
+        "labels": jax.random.normal(keys[0], (images, size, size, classes)),
+        "colour_offsets": jax.random.normal(keys[1], (images, classes, 3)),
+        "scale_offsets": jax.random.normal(keys[2], (images, classes)),
+        "brightness_offsets": jax.random.normal(keys[3], (images, classes)),
+    }
+
+
 def test_the_model_scores_the_pixels_with_that_likelihood():
     import numpyro
 
@@ -139,13 +150,7 @@ def test_the_appearance_is_held_at_its_prior_while_the_map_is_noise():
     prior = tiny_prior()
     schedule = prior.schedule
     images = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 3))
-    keys = jax.random.split(jax.random.PRNGKey(2), 4)
-    values = {
-        "labels": jax.random.normal(keys[0], (2, 4, 4, 2)),
-        "colour_offsets": jax.random.normal(keys[1], (2, 2, 3)),
-        "scale_offsets": jax.random.normal(keys[2], (2, 2)),
-        "brightness_offsets": jax.random.normal(keys[3], (2, 2)),
-    }
+    values = random_appearance(2, 4, 2)
     squares = sum(
         np.sum(np.asarray(v) ** 2, tuple(range(1, v.ndim)))
         for n, v in values.items()
@@ -306,6 +311,66 @@ def test_point_estimates_of_a_batch_of_images_shard_over_devices():
     assert results[0].probs.shape == (4, 8, 8, 6) and results[0].colours.shape == (4, 6, 3)
     np.testing.assert_allclose(results[0].probs.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(results[1].probs, results[0].probs, atol=1e-4)
+
+
+def test_a_class_swap_trades_map_and_appearance_and_keeps_the_pixels_likelihood():
+    """ClassSwap is its own inverse; in one image it swaps two map channels with those
+    classes' colours, scales and brightness; the pixels' log-likelihood is unchanged
+    while the colour prior around the palette sees the swap."""
+    import numpyro
+
+    from numpyro_diffusion.tasks.segmentation.swap import ClassSwap
+
+    prior = tiny_prior(4, 3)
+    palette = np.array([[0.2, 0.3, 0.4], [0.6, 0.6, 0.6], [0.3, 0.6, 0.2]])
+    images = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 3))
+    values = random_appearance(2, 4, 3)
+    swap = ClassSwap.for_palette(palette, 0.05)
+    assert swap == ClassSwap.for_palette(palette.copy(), 0.05)  # reuses the compiled walk
+
+    def trace_of(v):
+        model = numpyro.handlers.substitute(posterior.appearance_model, v)
+        return numpyro.handlers.trace(model).get_trace(prior, images, palette, colour_scale=0.05)
+
+    before = trace_of(values)
+    seen = set()
+    for seed in range(12):
+        key = jax.random.PRNGKey(seed)
+        swapped = swap(key, values)
+        again = swap(key, swapped)
+        swapped = {name: np.asarray(v) for name, v in swapped.items()}
+        for name in values:
+            np.testing.assert_allclose(again[name], values[name], atol=1e-5)
+        after = trace_of(swapped)
+        changed = [
+            b for b in range(2) if not np.allclose(swapped["labels"][b], values["labels"][b])
+        ]
+        assert len(changed) == 1  # one image
+        b = changed[0]
+        moved = np.flatnonzero(np.any(swapped["labels"][b] != values["labels"][b], axis=(0, 1)))
+        assert len(moved) == 2
+        j, k = moved
+        seen.add((int(j), int(k)))
+        for name in ("colours", "scales", "brightness"):
+            np.testing.assert_allclose(
+                np.asarray(after[name]["value"])[b][[j, k]],
+                np.asarray(before[name]["value"])[b][[k, j]],
+                atol=1e-5,
+            )
+        np.testing.assert_allclose(
+            np.asarray(after["labels"]["value"])[b][..., [j, k]],
+            np.asarray(before["labels"]["value"])[b][..., [k, j]],
+        )
+        np.testing.assert_allclose(
+            after["pixels"]["fn"].log_prob(images),
+            before["pixels"]["fn"].log_prob(images),
+            rtol=1e-5,
+        )
+        prior_change = after["colour_offsets"]["fn"].log_prob(swapped["colour_offsets"])
+        assert not np.allclose(
+            prior_change[b], before["colour_offsets"]["fn"].log_prob(values["colour_offsets"])[b]
+        )
+    assert seen == {(0, 1), (0, 2), (1, 2)}  # every pair is proposed
 
 
 @pytest.mark.compile_bound

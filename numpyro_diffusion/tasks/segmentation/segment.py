@@ -21,6 +21,7 @@ from numpyro_diffusion.tasks.segmentation.posterior import (
     clustering_model,
     pixel_responsibilities,
 )
+from numpyro_diffusion.tasks.segmentation.swap import ClassSwap
 from numpyro_diffusion.tasks.shipped import load_shipped_prior
 
 __all__ = [
@@ -110,6 +111,7 @@ def segment(
     coupling: float = 1.0,
     brightness: bool = False,
     hold_appearance: bool = False,
+    swap_classes: bool = False,
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -133,6 +135,10 @@ def segment(
       ``hold_appearance=True`` holds the appearance near its prior while the map is
       noise (:func:`.posterior.appearance_hold`; the last level's target is unchanged):
       the chains agree more, in accuracy a little better, in calibration not always.
+      ``swap_classes=True`` lets each chain propose, at the middle levels, to swap two
+      classes' map channels and appearance in one image of its run
+      (:class:`.swap.ClassSwap`, the sampler's ``jump``), judged by the map prior and
+      the colour priors; with many images in a run each image is proposed less often.
       ``images_per_run`` images share one sampler run (one batch for the network):
       exact for the unadjusted kernels, whose moves act on each image's coordinates
       alone; under MALA and HMC the images of a run share each chain's adapted step
@@ -194,6 +200,7 @@ def segment(
             model_kwargs,
             chain_method,
             hold_appearance,
+            swap_classes,
         )
     return _point_estimate(
         rng_key, images, prior, city, method, num_steps, model_kwargs, chain_method
@@ -238,6 +245,7 @@ def _annealed(
     model_kwargs,
     chain_method,
     hold_appearance,
+    swap_classes,
 ) -> SegmentationResult:
     adjusted = kernel in ("mala", "hmc")
     corrected = adjusted and prior.parameterization != "energy"
@@ -255,6 +263,7 @@ def _annealed(
         # classes of similar colour can take each other's colours before the map forms,
         # and chains stay in that swapped mode
         init_strategy=init_to_median,
+        jump=ClassSwap.for_palette(palette, model_kwargs["colour_scale"]) if swap_classes else None,
         **({"energy": "line_integral"} if corrected else {}),
     )
     draw_probs, colours = [], []
