@@ -5,14 +5,16 @@ colour priors (``city``'s palette, or city A's with ``--palette A``: the images'
 colours then differ from the priors by the whole domain shift), or in a palette no
 method was built with (``--new-palette SEED``: city B's palette moved by
 ``--palette-shift`` per channel, drawn from SEED, and given to every method as the
-city's). Pixel accuracy and mean IoU (mean +- standard error over images), expected
-calibration error of the per-pixel probabilities, seconds per image; a reliability
-plot and one example.
+city's), or on another city's layouts (``--layout A``: city A's maps, the prior's own
+kind, rendered with city B's palette, texture, shading and noise). Pixel accuracy and
+mean IoU (mean +- standard error over images), expected calibration error of the
+per-pixel probabilities, seconds per image; a reliability plot and one example.
 
     python benchmarks/segmentation.py               # 32 images of city B
     python benchmarks/segmentation.py --palette A   # colour priors from the training city
     python benchmarks/segmentation.py --new-palette 31   # city B's maps in other colours
     python benchmarks/segmentation.py --brightness  # class colours vary in brightness
+    python benchmarks/segmentation.py --layout A    # city A's maps in city B's colours
     python benchmarks/segmentation.py --quick       # smoke test
 """
 
@@ -42,6 +44,9 @@ def main(argv=None) -> dict:
         "--new-palette", type=int, default=None, metavar="SEED", help="recolour the city"
     )
     parser.add_argument("--palette-shift", type=float, default=0.06)
+    parser.add_argument(
+        "--layout", default=None, help="the city whose maps are drawn (in --city's colours)"
+    )
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -79,6 +84,8 @@ def main(argv=None) -> dict:
     truth_city = seg.CITIES[args.city]
     if args.new_palette is not None:
         truth_city = recoloured(truth_city, args.new_palette, args.palette_shift)
+    if args.layout is not None:
+        truth_city = laid_out_like(seg.CITIES[args.layout], truth_city)
     prior_city = truth_city if args.palette is None else seg.CITIES[args.palette]
     k_maps, k_render, k_run = jax.random.split(jax.random.PRNGKey(args.seed), 3)
     truth = seg.generate_maps(k_maps, args.images, truth_city)
@@ -138,6 +145,19 @@ def recoloured(city: seg.City, seed: int, shift: float) -> seg.City:
     rng = np.random.default_rng(seed)
     palette = np.clip(city.palette + rng.normal(0.0, shift, city.palette.shape), 0.05, 0.95)
     return city._replace(name=f"{city.name}-palette{seed}", palette=palette)
+
+
+def laid_out_like(layout: seg.City, city: seg.City) -> seg.City:
+    """``layout``'s maps (roads, buildings, class proportions) with ``city``'s appearance
+    (palette, texture, colour jitter, shading, noise); named ``"<city>-layout<layout>"``."""
+    return layout._replace(
+        name=f"{city.name}-layout{layout.name}",
+        palette=city.palette,
+        texture=city.texture,
+        colour_jitter=city.colour_jitter,
+        shading=city.shading,
+        noise=city.noise,
+    )
 
 
 if __name__ == "__main__":

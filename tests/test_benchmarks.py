@@ -137,6 +137,17 @@ def test_segmentation_quick(tmp_path):
     assert (tmp_path / "segmentation_B_brightness_hold_swap_quick_reliability.png").exists()
 
 
+def test_segmentation_lays_a_city_out_like_another():
+    segmentation = load("segmentation")
+    a, b = segmentation.seg.CITIES["A"], segmentation.seg.CITIES["B"]
+    city = segmentation.laid_out_like(a, b)
+    assert city.name == "B-layoutA"
+    for field in ("palette", "texture", "colour_jitter", "shading", "noise"):
+        assert getattr(city, field) is getattr(b, field)
+    for field in ("proportions", "road_width", "building_size", "field_scale"):
+        assert getattr(city, field) is getattr(a, field)
+
+
 def test_segmentation_recolours_a_city_reproducibly():
     segmentation = load("segmentation")
     city = segmentation.seg.CITIES["B"]
