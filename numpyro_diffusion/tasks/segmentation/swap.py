@@ -50,27 +50,21 @@ class ClassSwap:
         perm = jnp.where(classes == first, second, jnp.where(classes == second, first, classes))
         chosen = jnp.arange(labels.shape[0]) == image
 
-        def swapped(x: Array, shift: Array | None = None) -> Array:
-            """``x`` with its class axis permuted (and ``shift`` added) in the chosen
-            image only."""
-            moved = jnp.take(x, perm, axis=_class_axis(x, labels))
+        def swapped(x: Array, axis: int, shift: Array | None = None) -> Array:
+            """``x`` with its class ``axis`` permuted (and ``shift`` added) in the
+            chosen image only."""
+            moved = jnp.take(x, perm, axis=axis)
             if shift is not None:
                 moved = moved + shift
             mask = chosen.reshape((-1,) + (1,) * (x.ndim - 1))
             return jnp.where(mask, moved, x)
 
         out = dict(values)
-        out["labels"] = swapped(labels)
-        out["colour_offsets"] = swapped(
-            values["colour_offsets"], (palette[perm] - palette) / self.colour_scale
+        out["labels"] = swapped(labels, -1)  # (B, H, W, K)
+        out["colour_offsets"] = swapped(  # (B, K, 3)
+            values["colour_offsets"], 1, (palette[perm] - palette) / self.colour_scale
         )
-        for name in ("scale_offsets", "brightness_offsets"):
+        for name in ("scale_offsets", "brightness_offsets"):  # (B, K)
             if name in values:
-                out[name] = swapped(values[name])
+                out[name] = swapped(values[name], 1)
         return out
-
-
-def _class_axis(x: Array, labels: Array) -> int:
-    """The class axis of an appearance latent ``(B, K)`` / ``(B, K, 3)`` or the map
-    ``(B, H, W, K)``."""
-    return labels.ndim - 1 if x.ndim == labels.ndim else 1
