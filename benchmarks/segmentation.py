@@ -76,6 +76,13 @@ def main(argv=None) -> dict:
         action="store_true",
         help="annealed MCMC proposes swaps of two classes' map channels and appearance",
     )
+    parser.add_argument(
+        "--prior-weight",
+        type=float,
+        default=None,
+        help="the label-map prior's power (default: 1 in its own city, "
+        f"{seg.OTHER_CITY_PRIOR_WEIGHT} in another)",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -108,13 +115,20 @@ def main(argv=None) -> dict:
         brightness=args.brightness,
         hold_appearance=args.hold_appearance,
         swap_classes=args.swap_classes,
+        prior_weight=args.prior_weight,
     )
     name = f"segmentation_{truth_city.name}" + (f"_palette{args.palette}" if args.palette else "")
     name += "_brightness" if args.brightness else ""
     name += "_hold" if args.hold_appearance else ""
     name += "_swap" if args.swap_classes else ""
+    name += f"_weight{args.prior_weight:g}" if args.prior_weight is not None else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
+    weight_text = (
+        f"{args.prior_weight:g}"
+        if args.prior_weight is not None
+        else f"the default (1 in city A, {seg.OTHER_CITY_PRIOR_WEIGHT:g} in another city)"
+    )
     title = (
         f"# Segmentation of city {truth_city.name} ({args.images} images, seed {args.seed}), prior "
         f"trained on city A, colour priors from city {prior_city.name}'s palette\n\n"
@@ -128,6 +142,7 @@ def main(argv=None) -> dict:
             else ""
         )
         + (" Annealed MCMC proposes class swaps." if args.swap_classes else "")
+        + f" Prior weight: {weight_text}."
     )
     write_results(
         args.out, name, dict(settings=vars(args), rows=rows), seg.format_table(rows, title)

@@ -67,19 +67,35 @@ def test_a_jump_gives_separated_modes_their_masses():
     assert np.all(np.isnan(np.asarray(runs["alone"].level_stats.jump_rate)))
 
 
+def tempered(model, weight):
+    """:func:`mirrored` with the prior tempered, ``p^weight`` (a scaled site)."""
+    with numpyro.handlers.scale(scale=weight):
+        x = diffusion_prior("x", model)
+    theta = numpyro.sample("theta", dist.Normal(0.0, 1.0))
+    numpyro.factor("follow", dist.Normal(x[..., 0], FOLLOW).log_prob(theta))
+
+
 @pytest.mark.parametrize("level", [40, 60])
 def test_a_score_only_jump_integrates_the_energy_change(level):
     """The energy change a score-only model's jump uses (the line integral of the
-    score, the other terms exact) is the exact model's, where noise joins the modes."""
+    score, the other terms exact) is the exact model's, where noise joins the modes;
+    a tempered prior's (``numpyro.handlers.scale``) is ``weight`` times it."""
     z, t = jnp.asarray([-2.5, -1.0]), jnp.asarray(level)  # the flip negates (x, theta)
     changes = {}
-    for name, model in (("exact", MODES), ("score", ScoreOnly(MODES))):
-        family, _ = initialize_potential(jax.random.PRNGKey(0), mirrored, (model,), {})
-        potential = family.at((model,), {})
-        assert potential.has_energy == (name == "exact")
-        changes[name] = float(energy_change(potential, z, -z, t, 12))
-    assert abs(changes["exact"]) > 1.0  # the two points differ in energy
-    assert abs(changes["score"] - changes["exact"]) < 0.02 * abs(changes["exact"])
+    for weight in (1.0, 0.3):
+        for name, model in (("exact", MODES), ("score", ScoreOnly(MODES))):
+            family, _ = initialize_potential(
+                jax.random.PRNGKey(0), tempered, (model,), {"weight": weight}
+            )
+            potential = family.at((model,), {"weight": weight})
+            assert potential.has_energy == (name == "exact")
+            changes[name, weight] = float(energy_change(potential, z, -z, t, 12))
+    exact = changes["exact", 1.0]
+    assert abs(exact) > 1.0  # the two points differ in energy
+    # theta's terms are symmetric under the flip: the change is the prior's, tempered
+    assert abs(changes["exact", 0.3] - 0.3 * exact) < 1e-3 * abs(exact)
+    for weight in (1.0, 0.3):
+        assert abs(changes["score", weight] - weight * exact) < 0.02 * weight * abs(exact)
 
 
 def test_bad_jumps_are_refused():

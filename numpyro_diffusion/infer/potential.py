@@ -266,8 +266,11 @@ def initialize_potential(
         model_trace = handlers.trace(
             handlers.seed(handlers.substitute(leveled, data=values), 0)
         ).get_trace(t, *args, **kwargs)
+        # a site under ``numpyro.handlers.scale`` (a tempered prior) keeps its scale,
+        # as in ``potential_fn``
         return sum(
-            jnp.sum(model_trace[name]["fn"].log_prob(model_trace[name]["value"]))
+            (model_trace[name]["scale"] if model_trace[name]["scale"] is not None else 1.0)
+            * jnp.sum(model_trace[name]["fn"].log_prob(model_trace[name]["value"]))
             for name in diffusion_sites(model_trace)
         )
 

@@ -179,6 +179,46 @@ def test_the_appearance_is_held_at_its_prior_while_the_map_is_noise():
     )
 
 
+def test_the_prior_weight_tempers_the_map_prior_in_another_city():
+    """``prior_weight`` scales the map prior's log density at ``t = 0`` (a power prior;
+    the sampler's handling of a scaled diffusion site is tested in test_jump.py), less
+    at the noisier levels; by default 1 in the prior's city and
+    :data:`OTHER_CITY_PRIOR_WEIGHT` elsewhere."""
+    import numpyro
+
+    from numpyro_diffusion.tasks.segmentation.segment import _model_kwargs
+
+    prior = tiny_prior()
+    images = jax.random.uniform(jax.random.PRNGKey(1), (2, 4, 4, 3))
+    values = random_appearance(2, 4, 2)
+
+    def map_scale(t, **kwargs):
+        model = numpyro.handlers.substitute(posterior.appearance_model, values)
+        with nd.noise_level(t):
+            trace = numpyro.handlers.trace(model).get_trace(
+                prior, images, jnp.full((2, 3), 0.5), **kwargs
+            )
+        return trace["labels"]["scale"]  # the map's log density is multiplied by it
+
+    abar = np.asarray(prior.schedule.alpha_bars, np.float64)
+    assert map_scale(0) == 1.0 and map_scale(60) == 1.0
+    np.testing.assert_allclose(map_scale(0, prior_weight=0.3), 0.3, rtol=1e-6)
+    # the discount grows with the signal: the noise at high levels is not the city's
+    np.testing.assert_allclose(
+        map_scale(60, prior_weight=0.3), 1 - 0.7 * abar[60] / abar[0], rtol=1e-5
+    )
+    assert map_scale(99, prior_weight=0.3) > 0.99
+
+    a, b = seg.CITIES["A"], seg.CITIES["B"]
+    weight = lambda city, w=None: _model_kwargs(city, a, 0.05, 4.0, False, w)["prior_weight"]  # noqa: E731
+    assert weight(a) == 1.0
+    assert weight(b) == seg.OTHER_CITY_PRIOR_WEIGHT < 1.0
+    assert weight(a._replace(name="A-recoloured", palette=b.palette)) < 1.0
+    assert weight(b, 0.8) == 0.8
+    with pytest.raises(ValueError, match="prior_weight must be > 0"):
+        seg.segment(jax.random.PRNGKey(0), images, prior=prior, city=b, prior_weight=0.0)
+
+
 def test_mutual_information_of_identical_and_independent_labellings():
     labels = np.arange(16).reshape(1, 4, 4) % 4
     one_hot = np.eye(4)[labels]

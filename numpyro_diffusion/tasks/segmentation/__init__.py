@@ -29,6 +29,7 @@ from numpyro_diffusion.tasks.segmentation.scores import (
 )
 from numpyro_diffusion.tasks.segmentation.segment import (
     METHODS,
+    OTHER_CITY_PRIOR_WEIGHT,
     SegmentationResult,
     check_images,
     entropy,
@@ -42,6 +43,7 @@ __all__ = [
     "City",
     "LABELS",
     "METHODS",
+    "OTHER_CITY_PRIOR_WEIGHT",
     "SegmentationResult",
     "check_images",
     "compare_methods",

@@ -36,6 +36,7 @@ __all__ = [
     "clustering_model",
     "label_shift",
     "appearance_hold",
+    "discounted_prior_weight",
     "mutual_information",
 ]
 
@@ -59,6 +60,20 @@ def appearance_hold(prior: Any) -> Array:
     colours meet a formed map."""
     abar = prior.schedule.alpha_bars
     return 1.0 / abar[nd.current_noise_level()] - 1.0 / abar[0]
+
+
+def discounted_prior_weight(prior: Any, prior_weight: float) -> Array:
+    """The power of ``prior``'s density at the current noise level ``t`` for a map prior
+    discounted to ``prior_weight`` at ``t = 0``: ``1 - (1 - prior_weight) abar_t /
+    abar_0``.
+
+    What the prior learned from its city is the signal in ``p_t``; the noise that
+    fills it at high levels is known exactly, and a power of it would widen the noise
+    (variance ``1 / prior_weight`` at the top), leaving the pixels to set the map there
+    before the prior's shapes form. So the discount grows with the signal fraction and
+    the last level's target is ``p_0^prior_weight``."""
+    abar = prior.schedule.alpha_bars
+    return 1.0 - (1.0 - prior_weight) * abar[nd.current_noise_level()] / abar[0]
 
 
 BRIGHTNESS_MEDIAN = 0.04  # prior median of a class's brightness spread
@@ -184,6 +199,7 @@ def appearance_model(
     concentration: float = 40.0,
     brightness_median: float | None = BRIGHTNESS_MEDIAN,
     hold_appearance: bool = False,
+    prior_weight: float = 1.0,
 ) -> None:
     """Label maps ``x`` ``(B, H, W, K)`` under ``prior``; per image, class colours
     ``(K, 3)`` ~ ``Normal(colour_mean, colour_scale)`` and scales ``(K,)`` ~
@@ -194,6 +210,10 @@ def appearance_model(
     label shift: its maps' class shares ``pi`` (``Dirichlet(concentration *
     source_proportions)`` in the prior's training city) are reweighted to
     ``Dirichlet(concentration * proportions)`` by a factor (:func:`label_shift`).
+
+    ``prior_weight`` tempers the map prior to ``p(x)^prior_weight`` (a power prior:
+    a prior learned from another city's maps, discounted; ``numpyro.handlers.scale`` on
+    the site), reached at ``t = 0`` along :func:`discounted_prior_weight`.
 
     ``hold_appearance=True`` (for samplers that walk the noise levels) holds the
     appearance offsets near their prior while the map is noise: at level ``t`` their
@@ -220,7 +240,9 @@ def appearance_model(
             )
             brightness = brightness_spread(brightness_offsets, brightness_median)
             numpyro.deterministic("brightness", brightness)
-        x = nd.diffusion_prior("labels", prior)
+        weight = 1.0 if prior_weight == 1.0 else discounted_prior_weight(prior, prior_weight)
+        with numpyro.handlers.scale(scale=weight):
+            x = nd.diffusion_prior("labels", prior)
         probs = class_probabilities(x, sharpness)
         if hold_appearance:
             held = [offsets, log_offsets] + ([] if brightness is None else [brightness_offsets])

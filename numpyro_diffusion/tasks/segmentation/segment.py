@@ -26,6 +26,7 @@ from numpyro_diffusion.tasks.shipped import load_shipped_prior
 
 __all__ = [
     "METHODS",
+    "OTHER_CITY_PRIOR_WEIGHT",
     "SegmentationResult",
     "segment",
     "check_images",
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
+OTHER_CITY_PRIOR_WEIGHT = 0.5  # the label-map prior's power in a city it was not trained on
 
 
 class SegmentationResult(NamedTuple):
@@ -112,6 +114,7 @@ def segment(
     brightness: bool = False,
     hold_appearance: bool = False,
     swap_classes: bool = False,
+    prior_weight: float | None = None,
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -124,7 +127,12 @@ def segment(
     city A. Every method models a class's pixel colours as its colour plus noise of a
     per-class scale in each channel and, with ``brightness=True``, a per-class shift
     common to the three channels (:class:`.posterior.BrightnessNormal`: texture and
-    illumination make a class lighter or darker more than they change its hue). Methods:
+    illumination make a class lighter or darker more than they change its hue).
+
+    ``prior_weight`` tempers the label-map prior to ``p(x)^prior_weight`` (a power
+    prior: maps learned in ``prior_city`` are evidence about ``city``'s, discounted);
+    ``None`` is 1 when ``city`` is ``prior_city`` (same name and proportions) and
+    :data:`OTHER_CITY_PRIOR_WEIGHT` otherwise. Methods:
 
     - ``"annealed"``: annealed MCMC (``kernel``, ``levels`` x ``steps_per_level``; MALA
       and HMC on a score-only prior use the line-integral energy) on
@@ -159,6 +167,10 @@ def segment(
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}.")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if prior_weight is not None and not prior_weight > 0:
+        raise ValueError(
+            f"prior_weight must be > 0 (1 for the prior as trained), got {prior_weight}."
+        )
     if images_per_run is not None and images_per_run < 1:
         raise ValueError(f"images_per_run must be >= 1 (or None), got {images_per_run}.")
     prior = (
@@ -184,7 +196,9 @@ def segment(
         if method == "potts":
             probs = potts_smoothing(fit, coupling)
         return SegmentationResult(probs.argmax(-1), probs.astype(np.float32), fit.colours, None)
-    model_kwargs = _model_kwargs(city, prior_city, colour_scale, sharpness, brightness)
+    model_kwargs = _model_kwargs(
+        city, prior_city, colour_scale, sharpness, brightness, prior_weight
+    )
     if method == "annealed":
         return _annealed(
             rng_key,
@@ -208,15 +222,16 @@ def segment(
 
 
 def _model_kwargs(
-    city: City, prior_city: City, colour_scale: float, sharpness: float, brightness: bool
+    city: City,
+    prior_city: City,
+    colour_scale: float,
+    sharpness: float,
+    brightness: bool,
+    prior_weight: float | None = None,
 ) -> dict:
     """Keyword arguments of :func:`appearance_model`: the label-shift correction only
-    where the class proportions differ from the prior's city."""
-    kwargs = dict(
-        colour_scale=colour_scale,
-        sharpness=sharpness,
-        brightness_median=BRIGHTNESS_MEDIAN if brightness else None,
-    )
+    where the class proportions differ from the prior's city, the prior discounted
+    (``prior_weight=None``) only in another city."""
     target = np.asarray(city.proportions, np.float32)
     source = np.asarray(prior_city.proportions, np.float32)
     if target.shape != source.shape:
@@ -224,6 +239,15 @@ def _model_kwargs(
             f"city {city.name!r} has {target.size} class proportions, the prior's city "
             f"{prior_city.name!r} {source.size}; give cities with the same classes."
         )
+    same_city = city.name == prior_city.name and np.allclose(target, source)
+    if prior_weight is None:
+        prior_weight = 1.0 if same_city else OTHER_CITY_PRIOR_WEIGHT
+    kwargs = dict(
+        colour_scale=colour_scale,
+        sharpness=sharpness,
+        brightness_median=BRIGHTNESS_MEDIAN if brightness else None,
+        prior_weight=float(prior_weight),
+    )
     if not np.allclose(target, source):
         kwargs.update(
             proportions=target, source_proportions=source, concentration=float(city.concentration)
