@@ -239,7 +239,8 @@ def _model_kwargs(
             f"city {city.name!r} has {target.size} class proportions, the prior's city "
             f"{prior_city.name!r} {source.size}; give cities with the same classes."
         )
-    same_city = city.name == prior_city.name and np.allclose(target, source)
+    same_proportions = bool(np.allclose(target, source))
+    same_city = city.name == prior_city.name and same_proportions
     if prior_weight is None:
         prior_weight = 1.0 if same_city else OTHER_CITY_PRIOR_WEIGHT
     kwargs = dict(
@@ -248,7 +249,7 @@ def _model_kwargs(
         brightness_median=BRIGHTNESS_MEDIAN if brightness else None,
         prior_weight=float(prior_weight),
     )
-    if not np.allclose(target, source):
+    if not same_proportions:
         kwargs.update(
             proportions=target, source_proportions=source, concentration=float(city.concentration)
         )
