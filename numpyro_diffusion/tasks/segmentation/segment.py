@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
-OTHER_CITY_PRIOR_WEIGHT = 0.5  # the label-map prior's power in a city it was not trained on
+OTHER_CITY_PRIOR_WEIGHT = 0.25  # the label-map prior's power in a city it was not trained on
 
 
 class SegmentationResult(NamedTuple):
