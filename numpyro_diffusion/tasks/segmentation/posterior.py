@@ -240,8 +240,7 @@ def appearance_model(
             )
             brightness = brightness_spread(brightness_offsets, brightness_median)
             numpyro.deterministic("brightness", brightness)
-        weight = 1.0 if prior_weight == 1.0 else discounted_prior_weight(prior, prior_weight)
-        with numpyro.handlers.scale(scale=weight):
+        with numpyro.handlers.scale(scale=discounted_prior_weight(prior, prior_weight)):
             x = nd.diffusion_prior("labels", prior)
         probs = class_probabilities(x, sharpness)
         if hold_appearance:
