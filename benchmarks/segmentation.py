@@ -77,6 +77,13 @@ def main(argv=None) -> dict:
         help="annealed MCMC proposes swaps of two classes' map channels and appearance",
     )
     parser.add_argument(
+        "--appearance-start",
+        choices=seg.APPEARANCE_STARTS,
+        default="palette",
+        help="annealed chains start their class colours at the palette or drawn from the "
+        "colour priors",
+    )
+    parser.add_argument(
         "--prior-weight",
         type=float,
         default=None,
@@ -116,11 +123,13 @@ def main(argv=None) -> dict:
         hold_appearance=args.hold_appearance,
         swap_classes=args.swap_classes,
         prior_weight=args.prior_weight,
+        appearance_start=args.appearance_start,
     )
     name = f"segmentation_{truth_city.name}" + (f"_palette{args.palette}" if args.palette else "")
     name += "_brightness" if args.brightness else ""
     name += "_hold" if args.hold_appearance else ""
     name += "_swap" if args.swap_classes else ""
+    name += "_priorstart" if args.appearance_start == "prior" else ""
     name += f"_weight{args.prior_weight:g}" if args.prior_weight is not None else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
@@ -142,6 +151,11 @@ def main(argv=None) -> dict:
             else ""
         )
         + (" Annealed MCMC proposes class swaps." if args.swap_classes else "")
+        + (
+            " Annealed chains start their class colours at the palette."
+            if args.appearance_start == "palette"
+            else " Annealed chains start their class colours drawn from the colour priors."
+        )
         + f" Prior weight: {weight_text}."
     )
     write_results(

@@ -309,6 +309,8 @@ def test_bad_images_get_clear_errors():
         seg.segment(jax.random.PRNGKey(0), 255 * good, method="clustering")
     with pytest.raises(ValueError, match="unknown method"):
         seg.segment(jax.random.PRNGKey(0), good, method="kmeans")
+    with pytest.raises(ValueError, match="unknown appearance_start 'median'"):
+        seg.segment(jax.random.PRNGKey(0), good, method="clustering", appearance_start="median")
     five = tiny_prior(8, 5)
     with pytest.raises(ValueError, match="5 classes"):
         seg.segment(jax.random.PRNGKey(0), good, city=city, prior=five, method="plug_and_play")

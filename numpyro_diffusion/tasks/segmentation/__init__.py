@@ -28,6 +28,7 @@ from numpyro_diffusion.tasks.segmentation.scores import (
     reliability,
 )
 from numpyro_diffusion.tasks.segmentation.segment import (
+    APPEARANCE_STARTS,
     METHODS,
     OTHER_CITY_PRIOR_WEIGHT,
     SegmentationResult,
@@ -38,6 +39,7 @@ from numpyro_diffusion.tasks.segmentation.segment import (
 )
 
 __all__ = [
+    "APPEARANCE_STARTS",
     "CITIES",
     "CLASSES",
     "City",

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import init_to_median
+from numpyro.infer import init_to_median, init_to_sample
 
 import numpyro_diffusion as nd
 from numpyro_diffusion.tasks.segmentation.baselines import colour_clustering, potts_smoothing
@@ -26,6 +26,7 @@ from numpyro_diffusion.tasks.shipped import load_shipped_prior
 
 __all__ = [
     "METHODS",
+    "APPEARANCE_STARTS",
     "OTHER_CITY_PRIOR_WEIGHT",
     "SegmentationResult",
     "segment",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
+APPEARANCE_STARTS = ("palette", "prior")  # where the annealed chains' class colours start
 OTHER_CITY_PRIOR_WEIGHT = 0.25  # the label-map prior's power in a city it was not trained on
 
 
@@ -115,6 +117,7 @@ def segment(
     hold_appearance: bool = False,
     swap_classes: bool = False,
     prior_weight: float | None = None,
+    appearance_start: str = "palette",
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -137,9 +140,12 @@ def segment(
     - ``"annealed"``: annealed MCMC (``kernel``, ``levels`` x ``steps_per_level``; MALA
       and HMC on a score-only prior use the line-integral energy) on
       :func:`appearance_model` with ``num_samples`` chains per image, each starting
-      with the class colours at ``city``'s palette (NumPyro's ``init_to_median``) and
-      the map from noise; ``probs`` is the posterior mean of each pixel's class (its
-      responsibility under each draw).
+      with the map from noise and the class colours at ``city``'s palette
+      (``appearance_start="palette"``, NumPyro's ``init_to_median``) or drawn from
+      their priors around it (``"prior"``, ``init_to_sample``: the chains can then
+      disagree about a patch between two close classes, and also start two close
+      classes' colours swapped and keep them so); ``probs`` is the posterior mean of
+      each pixel's class (its responsibility under each draw).
       ``hold_appearance=True`` holds the appearance near its prior while the map is
       noise (:func:`.posterior.appearance_hold`; the last level's target is unchanged):
       the chains agree more, in accuracy a little better, in calibration not always.
@@ -170,6 +176,10 @@ def segment(
     if prior_weight is not None and not prior_weight > 0:
         raise ValueError(
             f"prior_weight must be > 0 (1 for the prior as trained), got {prior_weight}."
+        )
+    if appearance_start not in APPEARANCE_STARTS:
+        raise ValueError(
+            f"unknown appearance_start {appearance_start!r}; expected one of {APPEARANCE_STARTS}."
         )
     if images_per_run is not None and images_per_run < 1:
         raise ValueError(f"images_per_run must be >= 1 (or None), got {images_per_run}.")
@@ -215,6 +225,7 @@ def segment(
             chain_method,
             hold_appearance,
             swap_classes,
+            appearance_start,
         )
     return _point_estimate(
         rng_key, images, prior, city, method, num_steps, model_kwargs, chain_method
@@ -271,6 +282,7 @@ def _annealed(
     chain_method,
     hold_appearance,
     swap_classes,
+    appearance_start,
 ) -> SegmentationResult:
     adjusted = kernel in ("mala", "hmc")
     corrected = adjusted and prior.parameterization != "energy"
@@ -284,10 +296,11 @@ def _annealed(
         levels=levels,
         progress_bar=progress_bar,
         chain_method=chain_method,
-        # the appearance starts at the city's palette: from NumPyro's uniform start two
-        # classes of similar colour can take each other's colours before the map forms,
-        # and chains stay in that swapped mode
-        init_strategy=init_to_median,
+        # the chains fit their colours before the map forms and keep the fit: started at
+        # the palette they share one call on a patch between two close classes; drawn
+        # from the colour priors they can differ there, and some begin with two close
+        # classes swapped and stay in that mode
+        init_strategy=init_to_median if appearance_start == "palette" else init_to_sample,
         jump=ClassSwap.for_palette(palette, model_kwargs["colour_scale"]) if swap_classes else None,
         **({"energy": "line_integral"} if corrected else {}),
     )
