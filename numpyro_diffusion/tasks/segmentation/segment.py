@@ -296,10 +296,6 @@ def _annealed(
         levels=levels,
         progress_bar=progress_bar,
         chain_method=chain_method,
-        # the chains fit their colours before the map forms and keep the fit: started at
-        # the palette they share one call on a patch between two close classes; drawn
-        # from the colour priors they can differ there, and some begin with two close
-        # classes swapped and stay in that mode
         init_strategy=init_to_median if appearance_start == "palette" else init_to_sample,
         jump=ClassSwap.for_palette(palette, model_kwargs["colour_scale"]) if swap_classes else None,
         **({"energy": "line_integral"} if corrected else {}),
