@@ -33,6 +33,12 @@ from common import RESULTS, device_name, write_results  # noqa: E402
 import numpyro_diffusion as nd  # noqa: E402
 from numpyro_diffusion.tasks import segmentation as seg  # noqa: E402
 
+START_TEXT = {  # each appearance_start, as the results' titles state it
+    "palette": "at the palette",
+    "prior": "drawn from the colour priors",
+    "own_cell": "drawn from the colour priors, each nearer its own palette entry than any other",
+}
+
 METHODS = ("clustering", "potts", "matched", "constraints", "plug_and_play", "annealed")
 
 
@@ -79,9 +85,9 @@ def main(argv=None) -> dict:
     parser.add_argument(
         "--appearance-start",
         choices=seg.APPEARANCE_STARTS,
-        default="palette",
-        help="annealed chains start their class colours at the palette or drawn from the "
-        "colour priors",
+        default="own_cell",
+        help="where annealed chains start their class colours: "
+        + "; ".join(f"{key}: {text}" for key, text in START_TEXT.items()),
     )
     parser.add_argument(
         "--prior-weight",
@@ -129,7 +135,8 @@ def main(argv=None) -> dict:
     name += "_brightness" if args.brightness else ""
     name += "_hold" if args.hold_appearance else ""
     name += "_swap" if args.swap_classes else ""
-    name += "_priorstart" if args.appearance_start == "prior" else ""
+    # results predating the other starts are the palette start's, unsuffixed
+    name += {"palette": "", "prior": "_priorstart", "own_cell": "_cellstart"}[args.appearance_start]
     name += f"_weight{args.prior_weight:g}" if args.prior_weight is not None else ""
     name += f"_{args.images}images" if args.images != 32 and not args.quick else ""
     name += "_quick" if args.quick else ""
@@ -151,11 +158,9 @@ def main(argv=None) -> dict:
             else ""
         )
         + (" Annealed MCMC proposes class swaps." if args.swap_classes else "")
-        + (
-            " Annealed chains start their class colours at the palette."
-            if args.appearance_start == "palette"
-            else " Annealed chains start their class colours drawn from the colour priors."
-        )
+        + " Annealed chains start their class colours "
+        + START_TEXT[args.appearance_start]
+        + "."
         + f" Prior weight: {weight_text}."
     )
     write_results(

@@ -100,8 +100,10 @@ print(inspect.getsource(appearance_model))
 # shifted from it by a few hundredths, and the class colours overlap). The colour-only
 # baselines get the same priors: a Gaussian mixture fitted by EM, and the same with Potts
 # smoothing (mean field). The annealed posterior runs 16 chains an image, each starting
-# with the class colours at the palette (`init_to_median`): from NumPyro's uniform start a
-# chain could begin with two close classes' colours swapped, and stay in that mode.
+# with its class colours drawn from their priors, every class nearer its own palette entry
+# than any other (`appearance_start="own_cell"`): the chains spread over the colour priors
+# and can disagree about a patch between two close classes, but none begins with two
+# classes swapped, a mode a chain would keep once the map forms.
 
 # %%
 city = seg.CITIES["B"]

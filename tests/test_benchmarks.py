@@ -131,10 +131,11 @@ def test_segmentation_quick(tmp_path):
     assert set(rows) == set(load("segmentation").METHODS)
     for row in rows.values():
         assert 0.0 <= row["accuracy"] <= 1.0 and 0.0 <= row["ece"] <= 1.0
-    table = (tmp_path / "segmentation_B_brightness_hold_swap_quick.md").read_text()
+    name = "segmentation_B_brightness_hold_swap_cellstart_quick"  # the default start named
+    table = (tmp_path / f"{name}.md").read_text()
     assert "brightness spread" in table and "holds the appearance" in table
-    assert "class swaps" in table
-    assert (tmp_path / "segmentation_B_brightness_hold_swap_quick_reliability.png").exists()
+    assert "class swaps" in table and "nearer its own palette entry" in table
+    assert (tmp_path / f"{name}_reliability.png").exists()
 
 
 def test_segmentation_lays_a_city_out_like_another():

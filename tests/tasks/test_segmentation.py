@@ -415,6 +415,45 @@ def test_a_class_swap_trades_map_and_appearance_and_keeps_the_pixels_likelihood(
     assert seen == {(0, 1), (0, 2), (1, 2)}  # every pair is proposed
 
 
+def test_chains_start_each_class_colour_in_its_own_palette_cell():
+    """InitToOwnColours draws each class's colour from its prior restricted to the
+    colours nearest its palette entry: none starts two classes swapped, a class far from
+    the rest keeps its standard normal offsets, and two close classes' offsets along
+    the line between them follow the normal truncated at the cells' boundary."""
+    import numpyro
+    from scipy.stats import truncnorm
+
+    from numpyro_diffusion.infer.potential import init_to_diffusion_noise
+    from numpyro_diffusion.tasks.segmentation.start import InitToOwnColours
+
+    palette = np.array([[0.40, 0.40, 0.40], [0.45, 0.42, 0.40], [0.90, 0.10, 0.10]])
+    start = InitToOwnColours.for_palette(palette, 0.05)
+    assert start == InitToOwnColours.for_palette(palette.copy(), 0.05)  # reuses the walk
+    n = 4000  # images, one start each
+    images = jnp.full((n, 4, 4, 3), 0.5)
+    model = numpyro.handlers.substitute(
+        numpyro.handlers.seed(posterior.appearance_model, jax.random.PRNGKey(0)),
+        substitute_fn=init_to_diffusion_noise(fallback=start),
+    )
+    trace = numpyro.handlers.trace(model).get_trace(tiny_prior(4, 3), images, palette, 0.05)
+    offsets = np.asarray(trace["colour_offsets"]["value"])  # (n, K, 3)
+    colours = palette + 0.05 * offsets
+    nearest = np.linalg.norm(colours[:, :, None] - palette, axis=-1).argmin(-1)
+    assert np.all(nearest == np.arange(3))
+    far = offsets[:, 2]
+    np.testing.assert_allclose(far.mean(0), 0.0, atol=4 / np.sqrt(n))
+    np.testing.assert_allclose(far.std(0), 1.0, atol=4 / np.sqrt(2 * n))
+    axis = (palette[1] - palette[0]) / np.linalg.norm(palette[1] - palette[0])
+    boundary = np.linalg.norm(palette[1] - palette[0]) / 2 / 0.05  # in prior sds
+    for k, along in ((0, offsets[:, 0] @ axis), (1, -(offsets[:, 1] @ axis))):
+        exact = truncnorm(-np.inf, boundary)
+        np.testing.assert_allclose(along.mean(), exact.mean(), atol=4 * exact.std() / np.sqrt(n))
+        across = offsets[:, k] - np.outer(offsets[:, k] @ axis, axis)  # unrestricted
+        np.testing.assert_allclose((across**2).sum(1).mean(), 2.0, atol=4 * 2 / np.sqrt(n))
+    scales = np.asarray(trace["scale_offsets"]["value"])  # drawn from the prior
+    np.testing.assert_allclose(scales.std(), 1.0, atol=4 / np.sqrt(2 * scales.size))
+
+
 @pytest.mark.compile_bound
 def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
     """U-HMC moves each image's coordinates alone, so an image's draws do not depend on

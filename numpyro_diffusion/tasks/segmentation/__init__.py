@@ -1,7 +1,8 @@
 """Plug-and-play segmentation of synthetic land cover (Graikos et al., section 4).
 
 Cities and label maps (:mod:`.landcover`), aerial images of them (:mod:`.aerial`), the
-posterior programs (:mod:`.posterior`), colour-only baselines (:mod:`.baselines`),
+posterior programs (:mod:`.posterior`), the chains' class swaps (:mod:`.swap`) and
+starts (:mod:`.start`), colour-only baselines (:mod:`.baselines`),
 scores (:mod:`.scores`), ``segment`` (:mod:`.segment`) and comparisons (:mod:`.compare`).
 """
 

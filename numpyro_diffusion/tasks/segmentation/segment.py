@@ -21,6 +21,7 @@ from numpyro_diffusion.tasks.segmentation.posterior import (
     clustering_model,
     pixel_responsibilities,
 )
+from numpyro_diffusion.tasks.segmentation.start import InitToOwnColours
 from numpyro_diffusion.tasks.segmentation.swap import ClassSwap
 from numpyro_diffusion.tasks.shipped import load_shipped_prior
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 METHODS = ("annealed", "plug_and_play", "constraints", "clustering", "potts")
-APPEARANCE_STARTS = ("palette", "prior")  # where the annealed chains' class colours start
+APPEARANCE_STARTS = ("palette", "prior", "own_cell")  # where annealed chains start the colours
 OTHER_CITY_PRIOR_WEIGHT = 0.25  # the label-map prior's power in a city it was not trained on
 
 
@@ -117,7 +118,7 @@ def segment(
     hold_appearance: bool = False,
     swap_classes: bool = False,
     prior_weight: float | None = None,
-    appearance_start: str = "palette",
+    appearance_start: str = "own_cell",
     progress_bar: bool = False,
     chain_method: str = "vectorized",
 ) -> SegmentationResult:
@@ -141,11 +142,14 @@ def segment(
       and HMC on a score-only prior use the line-integral energy) on
       :func:`appearance_model` with ``num_samples`` chains per image, each starting
       with the map from noise and the class colours at ``city``'s palette
-      (``appearance_start="palette"``, NumPyro's ``init_to_median``) or drawn from
+      (``appearance_start="palette"``, NumPyro's ``init_to_median``), drawn from
       their priors around it (``"prior"``, ``init_to_sample``: the chains can then
       disagree about a patch between two close classes, and also start two close
-      classes' colours swapped and keep them so); ``probs`` is the posterior mean of
-      each pixel's class (its responsibility under each draw).
+      classes' colours swapped and keep them so), or drawn from those priors with each
+      class's colour nearer its own palette entry than any other (``"own_cell"``, the
+      default; :class:`.start.InitToOwnColours`: the disagreement without the swaps);
+      ``probs`` is the posterior mean of each pixel's class (its responsibility under
+      each draw).
       ``hold_appearance=True`` holds the appearance near its prior while the map is
       noise (:func:`.posterior.appearance_hold`; the last level's target is unchanged):
       the chains agree more, in accuracy a little better, in calibration not always.
@@ -296,7 +300,7 @@ def _annealed(
         levels=levels,
         progress_bar=progress_bar,
         chain_method=chain_method,
-        init_strategy=init_to_median if appearance_start == "palette" else init_to_sample,
+        init_strategy=_start(appearance_start, palette, model_kwargs["colour_scale"]),
         jump=ClassSwap.for_palette(palette, model_kwargs["colour_scale"]) if swap_classes else None,
         **({"energy": "line_integral"} if corrected else {}),
     )
@@ -319,6 +323,13 @@ def _annealed(
     return SegmentationResult(
         probs.argmax(-1), probs, np.concatenate(colours), draw_probs.argmax(-1), draw_probs
     )
+
+
+def _start(appearance_start: str, palette, colour_scale: float):
+    """The NumPyro initialisation strategy of ``appearance_start``."""
+    if appearance_start == "own_cell":
+        return InitToOwnColours.for_palette(palette, colour_scale)
+    return init_to_median if appearance_start == "palette" else init_to_sample
 
 
 def _responsibilities(values, images, palette, model_kwargs):
