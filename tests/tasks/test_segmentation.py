@@ -477,6 +477,7 @@ def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
             num_samples=2,
             levels=3,
             steps_per_level=2,
+            appearance_start="palette",  # a drawn start is one draw for the whole run
         )
         assert result.probs.shape == (2, 8, 8, 6) and result.label_draws.shape == (2, 2, 8, 8)
         # each draw's probabilities: their mean is probs, their argmax the label draws
