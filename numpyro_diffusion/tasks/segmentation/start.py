@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
 from numpyro.infer import init_to_sample
+
+from numpyro_diffusion.tasks.segmentation.posterior import hashable_palette
 
 __all__ = ["InitToOwnColours"]
 
@@ -40,8 +41,7 @@ class InitToOwnColours:
     @classmethod
     def for_palette(cls, palette, colour_scale: float) -> InitToOwnColours:
         """From a ``(K, 3)`` array."""
-        rows = np.asarray(palette, np.float64)
-        return cls(tuple(tuple(float(v) for v in row) for row in rows), float(colour_scale))
+        return cls(hashable_palette(palette), float(colour_scale))
 
     def __call__(self, site: dict | None = None):
         if site is None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array
+
+from numpyro_diffusion.tasks.segmentation.posterior import hashable_palette
 
 __all__ = ["ClassSwap"]
 
@@ -35,8 +36,7 @@ class ClassSwap:
     @classmethod
     def for_palette(cls, palette, colour_scale: float) -> ClassSwap:
         """From a ``(K, 3)`` array."""
-        rows = np.asarray(palette, np.float64)
-        return cls(tuple(tuple(float(v) for v in row) for row in rows), float(colour_scale))
+        return cls(hashable_palette(palette), float(colour_scale))
 
     def __call__(self, rng_key: Array, values: dict) -> dict:
         labels = values["labels"]  # (B, H, W, K)
