@@ -427,8 +427,7 @@ def test_chains_start_each_class_colour_in_its_own_palette_cell():
     from numpyro_diffusion.tasks.segmentation.start import InitToOwnColours
 
     palette = np.array([[0.40, 0.40, 0.40], [0.45, 0.42, 0.40], [0.90, 0.10, 0.10]])
-    start = InitToOwnColours.for_palette(palette, 0.05)
-    assert start == InitToOwnColours.for_palette(palette.copy(), 0.05)  # reuses the walk
+    start = InitToOwnColours()
     n = 4000  # images, one start each
     images = jnp.full((n, 4, 4, 3), 0.5)
     model = numpyro.handlers.substitute(
@@ -452,6 +451,28 @@ def test_chains_start_each_class_colour_in_its_own_palette_cell():
         np.testing.assert_allclose((across**2).sum(1).mean(), 2.0, atol=4 * 2 / np.sqrt(n))
     scales = np.asarray(trace["scale_offsets"]["value"])  # drawn from the prior
     np.testing.assert_allclose(scales.std(), 1.0, atol=4 / np.sqrt(2 * scales.size))
+
+
+@pytest.mark.compile_bound
+def test_the_own_cell_start_compiles_one_walk_for_every_palette():
+    """The start reads the palette from the model's arguments (the colour site's
+    ``infer``), not from constants of its own, so a second palette reuses the walk."""
+    from numpyro_diffusion.tasks.segmentation.start import InitToOwnColours
+
+    sampler = nd.AnnealedMCMC(
+        posterior.appearance_model,
+        "uhmc",
+        num_chains=2,
+        steps_per_level=1,
+        levels=2,
+        init_strategy=InitToOwnColours(),
+        progress_bar=False,
+    )
+    images = jnp.full((1, 4, 4, 3), 0.5)
+    base = np.array([[0.40, 0.40, 0.40], [0.45, 0.42, 0.40], [0.90, 0.10, 0.10]])
+    for palette in (base, base[::-1].copy()):
+        sampler.run(jax.random.PRNGKey(0), tiny_prior(4, 3), images, palette, 0.05)
+    assert sampler.num_traces == 1
 
 
 @pytest.mark.compile_bound

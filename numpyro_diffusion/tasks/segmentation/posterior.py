@@ -232,7 +232,11 @@ def appearance_model(
     """
     k = prior.event_shape[-1]
     with numpyro.plate("images", images.shape[0]):
-        offsets = numpyro.sample("colour_offsets", dist.Normal(0.0, 1.0).expand((k, 3)).to_event(2))
+        offsets = numpyro.sample(
+            "colour_offsets",
+            dist.Normal(0.0, 1.0).expand((k, 3)).to_event(2),
+            infer={"palette": colour_mean, "colour_scale": colour_scale},  # for a start's use
+        )
         log_offsets = numpyro.sample(
             "scale_offsets", dist.Normal(0.0, 1.0).expand((k,)).to_event(1)
         )

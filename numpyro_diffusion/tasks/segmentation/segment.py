@@ -300,7 +300,7 @@ def _annealed(
         levels=levels,
         progress_bar=progress_bar,
         chain_method=chain_method,
-        init_strategy=_start(appearance_start, palette, model_kwargs["colour_scale"]),
+        init_strategy=_start(appearance_start),
         jump=ClassSwap.for_palette(palette, model_kwargs["colour_scale"]) if swap_classes else None,
         **({"energy": "line_integral"} if corrected else {}),
     )
@@ -325,10 +325,10 @@ def _annealed(
     )
 
 
-def _start(appearance_start: str, palette, colour_scale: float):
+def _start(appearance_start: str):
     """The NumPyro initialisation strategy of ``appearance_start``."""
     if appearance_start == "own_cell":
-        return InitToOwnColours.for_palette(palette, colour_scale)
+        return InitToOwnColours()
     return init_to_median if appearance_start == "palette" else init_to_sample
 
 

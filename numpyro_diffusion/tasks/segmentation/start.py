@@ -8,8 +8,6 @@ import jax.numpy as jnp
 from jax import Array
 from numpyro.infer import init_to_sample
 
-from numpyro_diffusion.tasks.segmentation.posterior import hashable_palette
-
 __all__ = ["InitToOwnColours"]
 
 CANDIDATES = 32  # prior draws per class and image; the first in the class's own cell is kept
@@ -30,32 +28,35 @@ class InitToOwnColours:
     (an ordering of its components), with the palette as the order.
 
     Each class keeps the first of :data:`CANDIDATES` prior draws that falls in its
-    cell, or its palette entry if none does. ``palette`` is a tuple of ``K`` RGB
-    triples (hashable: an equal strategy reuses the compiled walk).
+    cell, or its palette entry if none does. The palette ``(K, 3)`` and the colour
+    scale are the site's ``infer["palette"]`` and ``infer["colour_scale"]``
+    (:func:`.posterior.appearance_model` declares them): arguments of the model, not
+    constants of the strategy, so one compiled walk serves every palette.
     """
 
-    palette: tuple[tuple[float, float, float], ...]
-    colour_scale: float
     site: str = "colour_offsets"
-
-    @classmethod
-    def for_palette(cls, palette, colour_scale: float) -> InitToOwnColours:
-        """From a ``(K, 3)`` array."""
-        return cls(hashable_palette(palette), float(colour_scale))
 
     def __call__(self, site: dict | None = None):
         if site is None:
             return self
         if site["type"] != "sample" or site["is_observed"] or site["name"] != self.site:
             return init_to_sample(site)
+        infer = site.get("infer") or {}
+        if "palette" not in infer or "colour_scale" not in infer:
+            raise ValueError(
+                f"InitToOwnColours needs the palette and colour scale of site {self.site!r}: "
+                "declare them as numpyro.sample(..., infer={'palette': (K, 3) array, "
+                "'colour_scale': float}), as posterior.appearance_model does."
+            )
         sample_shape = tuple(site["kwargs"].get("sample_shape") or ())
         offsets = site["fn"](
             rng_key=site["kwargs"]["rng_key"], sample_shape=(CANDIDATES, *sample_shape)
         )  # (N, ..., B, K, 3)
-        return own_cell_draw(offsets, jnp.asarray(self.palette, offsets.dtype), self.colour_scale)
+        palette = jnp.asarray(infer["palette"], offsets.dtype)
+        return own_cell_draw(offsets, palette, infer["colour_scale"])
 
 
-def own_cell_draw(offsets: Array, palette: Array, colour_scale: float) -> Array:
+def own_cell_draw(offsets: Array, palette: Array, colour_scale: float | Array) -> Array:
     """Per class, the first of the candidate offsets ``(N, ..., K, 3)`` whose colour
     ``palette + colour_scale * offset`` is nearest its own entry of ``palette``
     ``(K, 3)``, or zero; ``(..., K, 3)``."""
