@@ -487,7 +487,7 @@ def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
         )
     )
 
-    def first_image(kernel, neighbour):
+    def first_image(kernel, neighbour, start="palette"):
         result = seg.segment(
             jax.random.PRNGKey(3),
             images[[0, neighbour]],
@@ -498,7 +498,7 @@ def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
             num_samples=2,
             levels=3,
             steps_per_level=2,
-            appearance_start="palette",  # a drawn start is one draw for the whole run
+            appearance_start=start,
         )
         assert result.probs.shape == (2, 8, 8, 6) and result.label_draws.shape == (2, 2, 8, 8)
         # each draw's probabilities: their mean is probs, their argmax the label draws
@@ -507,4 +507,6 @@ def test_images_sharing_an_unadjusted_run_do_not_touch_each_other():
         return result.probs[0]
 
     np.testing.assert_allclose(first_image("uhmc", 1), first_image("uhmc", 2), atol=1e-5)
+    own_cell = [first_image("uhmc", neighbour, "own_cell") for neighbour in (1, 2)]
+    np.testing.assert_allclose(*own_cell, atol=1e-5)  # a drawn start draws per image too
     assert np.abs(first_image("mala", 1) - first_image("mala", 2)).max() > 1e-3
