@@ -62,7 +62,8 @@ np.save('.gpu/cache/landcover_A_64px_5000_seed0.npy',
         ) &
         export XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
         ;;
-    palettes) # city B's maps in unseen palettes (PALETTE_RUNS: seed:chains; B: its own)
+    palettes) # city B's maps in unseen palettes (PALETTE_RUNS: seed:chains; B: its own);
+        # no per-level progress bar, so that later runs load the walk from JAX's cache
         export JAX_COMPILATION_CACHE_DIR=/tmp/jaxcache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
         for run in ${PALETTE_RUNS:-32:16 33:16 34:16 35:16 31:64 36:16 37:16 32:64}; do
             [ "$SECONDS" -gt "${PALETTE_UNTIL:-420}" ] && break  # the call's own limit
@@ -70,7 +71,7 @@ np.save('.gpu/cache/landcover_A_64px_5000_seed0.npy',
             recolour=$([ "$palette" = B ] || echo "--new-palette $palette")
             step "palette-$palette-chains${run#*:}" "${PALETTE_CAP:-110}" python3 \
                 benchmarks/segmentation.py --methods potts,annealed --images "${PALETTE_IMAGES:-32}" \
-                $recolour --samples "${run#*:}" $PALETTE_OPTIONS \
+                $recolour --samples "${run#*:}" --no-level-progress $PALETTE_OPTIONS \
                 --out "$RESULTS/palettes${PALETTE_TAG:-}/chains${run#*:}" $QUICK
         done
         ;;

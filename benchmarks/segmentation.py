@@ -96,6 +96,14 @@ def main(argv=None) -> dict:
         help="the label-map prior's power (default: 1 in its own city, "
         f"{seg.OTHER_CITY_PRIOR_WEIGHT} in another)",
     )
+    parser.add_argument(
+        "--level-progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress bar over each walk's noise levels; it is a host callback, and JAX "
+        "keeps no walk with one in its persistent compilation cache, so a sweep of runs "
+        "sharing that cache turns it off",
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
@@ -123,7 +131,7 @@ def main(argv=None) -> dict:
         levels=args.levels,
         steps_per_level=args.steps_per_level,
         images_per_run=args.images_per_run,
-        progress_bar=not args.quick,
+        progress_bar=args.level_progress and not args.quick,
         num_steps=args.pnp_steps,
         brightness=args.brightness,
         hold_appearance=args.hold_appearance,
