@@ -453,6 +453,22 @@ def test_chains_start_each_class_colour_in_its_own_palette_cell():
     np.testing.assert_allclose(scales.std(), 1.0, atol=4 / np.sqrt(2 * scales.size))
 
 
+def test_the_own_cell_start_names_what_a_model_must_declare():
+    import numpyro
+    import numpyro.distributions as dist
+
+    from numpyro_diffusion.tasks.segmentation.start import InitToOwnColours
+
+    def undeclared():
+        numpyro.sample("colour_offsets", dist.Normal(0.0, 1.0).expand((3, 3)).to_event(2))
+
+    model = numpyro.handlers.substitute(
+        numpyro.handlers.seed(undeclared, 0), substitute_fn=InitToOwnColours()
+    )
+    with pytest.raises(ValueError, match="infer=.*palette"):
+        numpyro.handlers.trace(model).get_trace()
+
+
 @pytest.mark.compile_bound
 def test_the_own_cell_start_compiles_one_walk_for_every_palette():
     """The start reads the palette from the model's arguments (the colour site's

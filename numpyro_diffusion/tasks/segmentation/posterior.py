@@ -41,12 +41,6 @@ __all__ = [
 ]
 
 
-def hashable_palette(palette) -> tuple[tuple[float, ...], ...]:
-    """A ``(K, 3)`` palette as a tuple of ``K`` RGB tuples (a field of a hashable
-    strategy or jump, so that equal ones reuse the compiled walk)."""
-    return tuple(tuple(float(v) for v in row) for row in np.asarray(palette, np.float64))
-
-
 def class_probabilities(x: Array, sharpness: float) -> Array:
     """Per-pixel class probabilities ``(..., H, W, K)`` of a relaxed map ``x`` of the
     same shape (one-hot maps scaled to [-1, 1] give nearly hard probabilities)."""

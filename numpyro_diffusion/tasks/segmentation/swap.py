@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
-
-from numpyro_diffusion.tasks.segmentation.posterior import hashable_palette
 
 __all__ = ["ClassSwap"]
 
@@ -36,7 +35,8 @@ class ClassSwap:
     @classmethod
     def for_palette(cls, palette, colour_scale: float) -> ClassSwap:
         """From a ``(K, 3)`` array."""
-        return cls(hashable_palette(palette), float(colour_scale))
+        rows = tuple(tuple(float(v) for v in row) for row in np.asarray(palette, np.float64))
+        return cls(rows, float(colour_scale))
 
     def __call__(self, rng_key: Array, values: dict) -> dict:
         labels = values["labels"]  # (B, H, W, K)
