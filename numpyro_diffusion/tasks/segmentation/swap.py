@@ -35,8 +35,8 @@ class ClassSwap:
     @classmethod
     def for_palette(cls, palette, colour_scale: float) -> ClassSwap:
         """From a ``(K, 3)`` array."""
-        rows = tuple(tuple(float(v) for v in row) for row in np.asarray(palette, np.float64))
-        return cls(rows, float(colour_scale))
+        rows = np.asarray(palette, np.float64)
+        return cls(tuple(tuple(float(v) for v in row) for row in rows), float(colour_scale))
 
     def __call__(self, rng_key: Array, values: dict) -> dict:
         labels = values["labels"]  # (B, H, W, K)
